@@ -1,0 +1,1 @@
+"""Turns CelebA (or the built-in synthetic CelebA) into HDF5 and LMDB for both levels."""

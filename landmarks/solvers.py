@@ -1,0 +1,82 @@
+"""Owns the training schedules and builds Caffe SolverParameters from them.
+
+`article` is the schedule of SPEC.md (Adam, lr 0.001, steps at 80k and 100k, 200k/120k
+iterations, batch 128). `demo` converges on the built-in synthetic data on a 2-core CPU in
+minutes; `smoke` runs tens of iterations, for tests. A schedule also fixes the batch sizes
+the nets are generated with, so both come from one place.
+"""
+from dataclasses import dataclass
+
+from caffe.proto import caffe_pb2
+
+from landmarks.caffe_runtime import default_mode
+
+
+@dataclass(frozen=True)
+class Schedule:
+    name: str
+    max_iter: dict  # per level
+    stepvalue: tuple  # iterations at which lr is multiplied by gamma
+    batch_train: int = 128
+    batch_test: int = 128
+    test_interval: int = 1250
+    test_iter: int = 160
+    display: int = 1000
+    snapshot: int = 50000
+    base_lr: float = 0.001
+    momentum: float = 0.9
+    momentum2: float = 0.999
+    weight_decay: float = 0.0004
+    gamma: float = 0.1
+    random_seed: int = -1  # -1: Caffe picks one; short schedules fix it for repeatable runs
+
+
+SCHEDULES = {
+    "article": Schedule("article", max_iter={1: 200000, 2: 120000}, stepvalue=(80000, 100000)),
+    # About 0.2 s an iteration on 2 cores at batch 64: a few minutes per level.
+    "demo": Schedule("demo", max_iter={1: 1500, 2: 1500}, stepvalue=(1000, 1300), batch_train=64,
+                     batch_test=64, test_interval=250, test_iter=8, display=50, snapshot=500,
+                     random_seed=1),
+    "smoke": Schedule("smoke", max_iter={1: 20, 2: 20}, stepvalue=(15,), batch_train=8, batch_test=8,
+                      test_interval=10, test_iter=2, display=1, snapshot=0, random_seed=1),
+}
+
+
+def get_schedule(name):
+    try:
+        return SCHEDULES[name]
+    except KeyError:
+        raise ValueError(f"unknown schedule {name!r}; choose one of {sorted(SCHEDULES)}") from None
+
+
+def solver(schedule, level, net_path, snapshot_prefix, mode=None, test_iter=None, max_iter=None):
+    """A SolverParameter for `level` (1 or 2) under `schedule`.
+
+    mode: "CPU" or "GPU"; None follows the machine (GPU when the build and machine have one).
+    test_iter: override, e.g. to cover a small test set exactly once.
+    """
+    if level not in schedule.max_iter:
+        raise ValueError(f"level must be one of {sorted(schedule.max_iter)}, got {level!r}")
+    mode = (mode or default_mode()).upper()
+    if mode not in ("CPU", "GPU"):
+        raise ValueError(f"mode must be CPU or GPU, got {mode!r}")
+    s = caffe_pb2.SolverParameter()
+    s.net = str(net_path)
+    s.type = "Adam"
+    s.base_lr = schedule.base_lr
+    s.momentum = schedule.momentum
+    s.momentum2 = schedule.momentum2
+    s.weight_decay = schedule.weight_decay
+    s.lr_policy = "multistep"
+    s.gamma = schedule.gamma
+    s.stepvalue.extend(schedule.stepvalue)
+    s.max_iter = max_iter if max_iter is not None else schedule.max_iter[level]
+    s.test_iter.append(test_iter if test_iter is not None else schedule.test_iter)
+    s.test_interval = schedule.test_interval
+    s.display = schedule.display
+    s.snapshot = schedule.snapshot
+    s.snapshot_prefix = str(snapshot_prefix)
+    s.solver_mode = caffe_pb2.SolverParameter.GPU if mode == "GPU" else caffe_pb2.SolverParameter.CPU
+    if schedule.random_seed >= 0:
+        s.random_seed = schedule.random_seed
+    return s
