@@ -109,6 +109,40 @@ def sync_layers():
     return copied
 
 
+# Source edits the project makes to Caffe itself: (file, text in the pinned source, replacement).
+# This tree's tools/caffe.cpp only knows NCCL for multi-GPU training, but the tree has no
+# NCCL class; its parallel.cpp still has P2PSync, which Caffe 1.0-rc3 drove like this.
+SOURCE_EDITS = [
+    ("tools/caffe.cpp",
+     """#else
+    LOG(FATAL) << "Multi-GPU execution not available - rebuild with USE_NCCL";
+#endif""",
+     """#elif !defined(CPU_ONLY)
+    caffe::P2PSync<float> sync(solver, NULL, solver->param());  // caffe_ext: multi-GPU
+    sync.Run(gpus);
+#else
+    LOG(FATAL) << "Multi-GPU execution not available in a CPU-only build";
+#endif"""),
+]
+
+
+def apply_source_edits():
+    """Applies SOURCE_EDITS once (a file already edited is left untouched, so make does not
+    rebuild it); refuses to build when the pinned source no longer has the expected text."""
+    applied = []
+    for rel, old, new in SOURCE_EDITS:
+        path = TREE / rel
+        text = path.read_text()
+        if new in text:
+            continue
+        if old not in text:
+            sys.exit(f"[build_caffe] {path}: the text this project edits is not there; "
+                     f"caffe_ext/build_caffe.py SOURCE_EDITS needs updating for this source")
+        path.write_text(text.replace(old, new))
+        applied.append(rel)
+    return applied
+
+
 def find_cuda():
     """Returns the CUDA folder when nvcc, cuBLAS and cuRAND are all there, else None."""
     nvcc = shutil.which("nvcc")
@@ -216,6 +250,9 @@ def main(argv=None):
         log(f"CPU-only build ({reason})")
     tarball = fetch_source()
     extract(tarball)
+    edited = apply_source_edits()
+    if edited:
+        log(f"project edits applied to: {', '.join(edited)}")
     copied = sync_layers()
     if copied:
         log(f"project layers updated in the tree: {', '.join(copied)}")
