@@ -7,18 +7,44 @@ PY     := $(VENV)/bin/python
 CAFFE_GPU ?= auto
 PYTEST_ARGS ?=
 
+# Workflow settings (defaults live in landmarks/workflow.py; empty means "use that default").
+RUN       ?= default
+DATA      ?=
+SCHEDULE  ?= auto
+GPU       ?= auto
+DEPTHWISE ?= layer
+FORMAT    ?= hdf5
+THRESH    ?= 0.05
+SIZE      ?= 48
+COUNT     ?= 5000
+SEED      ?= 1
+LIMIT     ?= 0
+RESUME    ?=
+RUN_ARGS = --celeba "$(DATA)" --schedule $(SCHEDULE) --gpu "$(GPU)" --depthwise $(DEPTHWISE) \
+           --format $(FORMAT) --thresh $(THRESH) --input-size $(SIZE) --count $(COUNT) --seed $(SEED) \
+           --limit $(LIMIT) $(if $(filter 1 yes true,$(RESUME)),--resume,)
+
 LAYER_SOURCES := $(shell find caffe_ext/layers -type f 2>/dev/null)
 CAFFE_STAMP   := build/.caffe-stamp
 VENV_STAMP    := $(VENV)/.deps-stamp
 DEBS_STAMP    := build/.debs-stamp
 
-.PHONY: help setup test prototxt clean-caffe
+.PHONY: help setup test prototxt clean-caffe data level1 crops level2 demo report
 
 help:  ## this list
 	@grep -E '^[a-z0-9_-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 16
 	@echo
-	@echo "Variables: CAFFE_GPU=auto|0|1 (CUDA build: auto-detect, never, required)"
-	@echo "           PYTEST_ARGS='...'  (extra pytest arguments for make test)"
+	@echo "Variables (default):"
+	@echo "  RUN=$(RUN)        outputs in runs/<RUN>/"
+	@echo "  DATA=           CelebA root as distributed (empty: the built-in synthetic CelebA, COUNT=$(COUNT) images)"
+	@echo "  SCHEDULE=auto   article | demo | smoke (auto: article on a GPU, demo on a CPU)"
+	@echo "  GPU=auto        0 | 0,1 | all | empty for CPU (auto: GPU 0 when there is one)"
+	@echo "  DEPTHWISE=layer layer (our ConvolutionDepthwise) | group (stock Convolution)"
+	@echo "  FORMAT=hdf5     hdf5 | lmdb       THRESH=0.05  crops: level-1 error above which training images are dropped"
+	@echo "  SIZE=48         input side        LIMIT=0      use only the first N images"
+	@echo "  RESUME=1        continue training from the newest .solverstate"
+	@echo "  CAFFE_GPU=auto  setup: CUDA build auto | 0 (CPU-only) | 1 (required)"
+	@echo "  PYTEST_ARGS=    extra pytest arguments for make test"
 
 setup: $(CAFFE_STAMP)  ## Debian packages, .venv, Caffe + pycaffe with our layers (idempotent)
 	@echo "setup: ready. caffe: $(VENV)/bin/caffe   python: $(PY)"
@@ -42,6 +68,24 @@ test: setup  ## the whole test suite (runs the set-up first when needed)
 
 prototxt: setup  ## regenerate the canonical nets and solvers in prototxt/ and solvers/
 	$(PY) tools/make_prototxt.py --canonical
+
+data: setup  ## level-1 HDF5 + LMDB from DATA (default: synthetic CelebA)
+	$(PY) tools/run.py data --run $(RUN) $(RUN_ARGS)
+
+level1: setup  ## prepare data, train level 1 with caffe, predict every image, evaluate, plot
+	$(PY) tools/run.py level1 --run $(RUN) $(RUN_ARGS)
+
+crops: setup  ## level-2 data from level 1's predictions (THRESH=0.05 drops bad training crops)
+	$(PY) tools/run.py crops --run $(RUN) $(RUN_ARGS)
+
+level2: setup  ## train level 2, run the cascade on every image, compare with level 1
+	$(PY) tools/run.py level2 --run $(RUN) $(RUN_ARGS)
+
+demo: setup  ## the whole chain on synthetic CelebA with the CPU schedule, in runs/demo/
+	$(PY) tools/run.py demo --run $(if $(filter default,$(RUN)),demo,$(RUN)) $(RUN_ARGS)
+
+report: setup  ## rebuild runs/<RUN>/report.md from what the run folder holds
+	$(PY) tools/run.py report --run $(RUN)
 
 clean-caffe:  ## forget the Caffe build (the downloaded source is kept)
 	rm -rf build/caffe $(CAFFE_STAMP)

@@ -1,0 +1,86 @@
+"""Owns running trained deploy nets: one level on preprocessed inputs, and the two-level
+cascade on original images (level 1 on the whole image, the crop rule, level 2 on the crop,
+points mapped back to original-image pixels).
+
+Preprocessing is data_prep.images' (the same code that wrote the training data), the crop
+rule is landmarks.crop's, the label convention landmarks.labels': none is restated here.
+"""
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from data_prep.images import read_level1, read_level2
+from landmarks.crop import crop_box
+from landmarks.labels import as_points, denormalise
+
+
+class DeployNet:
+    """A deploy prototxt + caffemodel in pycaffe, fed N x 3 x S x S float32 batches."""
+
+    def __init__(self, deploy, weights, output=None):
+        import caffe
+
+        for path in (deploy, weights):
+            if not Path(path).is_file():
+                raise FileNotFoundError(f"{path}: no such file")
+        self.deploy, self.weights = str(deploy), str(weights)
+        self.net = caffe.Net(self.deploy, caffe.TEST, weights=self.weights)
+        self.input = self.net.inputs[0]
+        # The released models and ours name the output fc2; a net without one uses its last output.
+        self.output = output or ("fc2" if "fc2" in self.net.blobs else self.net.outputs[-1])
+        self.size = int(self.net.blobs[self.input].data.shape[-1])
+
+    def forward(self, batch):
+        """(N, 3, S, S) float32 -> (N, k, 2) normalised points."""
+        batch = np.asarray(batch, dtype=np.float32)
+        blob = self.net.blobs[self.input]
+        if blob.data.shape[0] != batch.shape[0]:
+            blob.reshape(*batch.shape)
+            self.net.reshape()
+        blob.data[...] = batch
+        self.net.forward()
+        return as_points(self.net.blobs[self.output].data.reshape(batch.shape[0], -1).copy())
+
+    def predict(self, inputs, batch_size=64):
+        """Any number of (3, S, S) inputs -> (N, k, 2) normalised points, in batches."""
+        inputs = list(inputs)
+        out = [self.forward(np.stack(inputs[i:i + batch_size])) for i in range(0, len(inputs), batch_size)]
+        return np.concatenate(out) if out else np.zeros((0, 5, 2))
+
+
+@dataclass
+class CascadeResult:
+    level1: np.ndarray  # (k, 2) original-image pixels
+    level2: np.ndarray  # (k, 2) original-image pixels (None without a level-2 net)
+    box: object  # the CropBox level 2 saw
+    size: tuple  # (width, height) of the original image
+
+
+class Cascade:
+    """Level 1 and (optionally) level 2 on original image files."""
+
+    def __init__(self, level1, level2=None):
+        self.level1, self.level2 = level1, level2
+
+    def level1_batch(self, paths):
+        """Level 1 on image files: ((N, k, 2) original pixels, [(w, h)] sizes)."""
+        inputs, sizes = zip(*(read_level1(path, self.level1.size) for path in paths)) if paths else ((), ())
+        normalised = self.level1.forward(np.stack(inputs)) if inputs else np.zeros((0, 5, 2))
+        return np.stack([denormalise(p, *size) for p, size in zip(normalised, sizes)]) if inputs else \
+            normalised, list(sizes)
+
+    def level2_batch(self, paths, level1_points, sizes):
+        """Level 2 on the crops that level 1's points give: ((N, k, 2) original pixels, boxes)."""
+        boxes = [crop_box(points, *size) for points, size in zip(level1_points, sizes)]
+        inputs = [read_level2(path, box, self.level2.size)[0] for path, box in zip(paths, boxes)]
+        normalised = self.level2.forward(np.stack(inputs)) if inputs else np.zeros((0, 5, 2))
+        return np.stack([box.unlabel(p) for p, box in zip(normalised, boxes)]) if inputs else normalised, boxes
+
+    def run(self, path):
+        """The whole cascade on one image file."""
+        (first,), (size,) = self.level1_batch([path])
+        if self.level2 is None:
+            return CascadeResult(first, None, None, size)
+        (second,), (box,) = self.level2_batch([path], [first], [size])
+        return CascadeResult(first, second, box, size)

@@ -1,0 +1,433 @@
+"""Owns the user's job, stage by stage: level 1 (data, nets, `caffe train`, predictions on
+every image, evaluation, plots), the level-2 crops, level 2 (the same, then the cascade
+scored against level 1 on the same images), and the whole chain as a demo.
+
+Every stage reads and writes one run folder, runs/<name>/, and writes its resolved settings
+there first; data prep is called through its own command line, so that what runs here is
+exactly what a user would run by hand.
+"""
+import json
+import math
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from landmarks import caffe_runtime, metrics, plots
+from landmarks.caffe_runtime import ROOT
+from landmarks.generate import write_level_files
+from landmarks.nets import DEPTHWISE_CHOICES, NetConfig
+from landmarks.report import network_diagram, write_report
+from landmarks.solvers import SCHEDULES, get_schedule
+
+RUNS = ROOT / "runs"
+SYNTHETIC_ROOT = ROOT / "data" / "synthetic-celeba"
+SPLITS = ("train", "val", "test")
+WORST_SHOWN = 16
+
+
+class WorkflowError(RuntimeError):
+    pass
+
+
+@dataclass
+class Settings:
+    run: str = "default"
+    celeba: str = ""  # a CelebA root; empty: the built-in synthetic CelebA
+    variant: str = "wild"
+    split: str = "official"
+    synthetic_count: int = 5000  # enough for level 2 to beat level 1 within the demo schedule
+    seed: int = 1
+    schedule: str = "auto"  # auto: the article's on a GPU, the demo schedule on a CPU
+    gpu: str = "auto"  # auto: GPU 0 when there is one; "" for CPU; "0", "0,1", "all"
+    depthwise: str = "layer"
+    format: str = "hdf5"
+    thresh: float = 0.05
+    input_size: int = 48
+    limit: int = 0  # 0: every image
+    resume: bool = False
+
+    def resolved(self):
+        """A copy with every "auto" replaced by what this machine gets."""
+        s = Settings(**asdict(self))
+        gpus = caffe_runtime.gpu_count()
+        if s.gpu == "auto":
+            s.gpu = "0" if gpus else ""
+        if s.schedule == "auto":
+            s.schedule = "article" if gpus else "demo"
+        if s.schedule not in SCHEDULES:
+            raise WorkflowError(f"SCHEDULE must be one of {sorted(SCHEDULES)} or auto, got {s.schedule!r}")
+        if s.depthwise not in DEPTHWISE_CHOICES:
+            raise WorkflowError(f"DEPTHWISE must be one of {DEPTHWISE_CHOICES}, got {s.depthwise!r}")
+        if s.format not in ("hdf5", "lmdb"):
+            raise WorkflowError(f"FORMAT must be hdf5 or lmdb, got {s.format!r}")
+        return s
+
+
+def run_dir(settings):
+    return RUNS / settings.run
+
+
+def _write_json(path, data):
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    tmp.replace(path)
+
+
+def _read_json(path, default=None):
+    path = Path(path)
+    return json.loads(path.read_text()) if path.exists() else default
+
+
+def _record_settings(settings, stage):
+    """settings.json of the run: the resolved settings, merged over earlier stages'."""
+    path = run_dir(settings) / "settings.json"
+    merged = _read_json(path, {})
+    merged.update(asdict(settings))
+    merged.update({"last_stage": stage, "celeba": settings.celeba or f"(synthetic) {SYNTHETIC_ROOT}",
+                   "caffe_build": caffe_runtime.build_info()["mode"], "python": sys.executable})
+    _write_json(path, merged)
+
+
+def _python_module(module, *args):
+    """Runs `python -m module args` (data prep's own command line), failing loudly."""
+    command = [sys.executable, "-m", module, *[str(a) for a in args]]
+    print("$", " ".join(command), flush=True)
+    if subprocess.run(command, cwd=ROOT).returncode != 0:
+        raise WorkflowError(f"{module} failed; see its message above")
+
+
+def dataset_root(settings):
+    """The CelebA root to use; generates the synthetic one first when none is given."""
+    if settings.celeba:
+        return Path(settings.celeba)
+    root = SYNTHETIC_ROOT
+    _python_module("data_prep.synthetic", "--out", root, "--count", settings.synthetic_count, "--seed", settings.seed)
+    return root
+
+
+def level1_data_dir(settings):
+    """Where level-1 data for these settings lives: shared by runs (data prep's manifest makes
+    a rerun with the same inputs do nothing), one folder per dataset and split."""
+    if settings.celeba:
+        import hashlib
+
+        digest = hashlib.sha1(str(Path(settings.celeba).resolve()).encode()).hexdigest()[:8]
+        tag = f"celeba-{settings.variant}-{settings.split}-{digest}"
+    else:
+        tag = f"synthetic-{settings.synthetic_count}-seed{settings.seed}"
+    if settings.limit:
+        tag += f"-limit{settings.limit}"
+    return ROOT / "data" / "level1" / f"{tag}-{settings.input_size}px"
+
+
+def prepare_level1_data(settings):
+    """The level-1 data for these settings (made if missing); returns (dataset root, folder)."""
+    root = dataset_root(settings)
+    data_dir = level1_data_dir(settings)
+    args = ["--celeba", root, "--out", data_dir, "--format", "both", "--size", settings.input_size,
+            "--variant", settings.variant, "--split", settings.split, "--seed", settings.seed]
+    if settings.limit:
+        args += ["--limit", settings.limit]
+    _python_module("data_prep.level1", *args)
+    return root, data_dir
+
+
+def _dataset(settings, root):
+    from data_prep import celeba
+
+    return celeba.load(str(root), variant=settings.variant, split=settings.split, seed=settings.seed,
+                       limit=settings.limit or None)
+
+
+def _test_iter(data_dir, batch):
+    """Enough test batches to see the (test-phase) split once."""
+    manifest = _read_json(Path(data_dir) / "manifest.json", {})
+    count = (manifest.get("counts") or {}).get("test") or 0
+    if isinstance(count, dict):
+        count = count.get("written", 0)
+    return max(1, math.ceil(count / batch)) if count else None
+
+
+def _train_level(settings, level, data_dir):
+    from landmarks.train import train
+
+    out = run_dir(settings) / f"level{level}"
+    schedule = get_schedule(settings.schedule)
+    cfg = NetConfig(input_size=settings.input_size, depthwise=settings.depthwise)
+    paths = write_level_files(out, level, cfg, settings.format, data_dir, schedule,
+                              mode="GPU" if settings.gpu else "CPU",
+                              test_iter=_test_iter(data_dir, schedule.batch_test))
+    record = train(paths["solver"], out, resume=settings.resume, gpu=settings.gpu or None)
+    _loss_curves(out)
+    return paths["deploy"], record["final_weights"]
+
+
+def _loss_curves(level_dir):
+    from landmarks import caffe_log
+
+    log = caffe_log.parse_log(level_dir / "train.log")
+    figure_dir = level_dir / "plots"
+    figure_dir.mkdir(parents=True, exist_ok=True)
+    fig = caffe_log.loss_figure([log], [level_dir.name])
+    fig.savefig(figure_dir / "loss_curves.png", dpi=110, bbox_inches="tight")
+    for phase in ("train", "test"):
+        caffe_log.write_csv(log, phase, figure_dir / f"loss.{phase}.csv")
+
+
+def _predict(paths, batch_fn, batch_size=64, desc="predict"):
+    """Runs `batch_fn(list of paths) -> per-path results` in batches with a progress bar; a
+    batch that hits an unreadable image is redone image by image so only that one is
+    skipped. Returns (results by index, {index: reason})."""
+    from tqdm import tqdm
+
+    from data_prep.images import ImageError
+
+    results, skipped = {}, {}
+    with tqdm(total=len(paths), desc=desc, unit="img", file=sys.stderr) as bar:
+        for start in range(0, len(paths), batch_size):
+            chunk = list(range(start, min(start + batch_size, len(paths))))
+            try:
+                for i, result in zip(chunk, batch_fn([paths[i] for i in chunk])):
+                    results[i] = result
+            except ImageError:
+                for i in chunk:
+                    try:
+                        results[i] = batch_fn([paths[i]])[0]
+                    except ImageError as err:
+                        skipped[i] = str(err)
+            bar.update(len(chunk))
+    return results, skipped
+
+
+def _level1_predictions(dataset, deploy, weights):
+    """Level 1 on every image of the dataset: {name: (points (5,2) px, (w, h))}, skipped."""
+    from landmarks.inference import Cascade, DeployNet
+
+    cascade = Cascade(DeployNet(deploy, weights))
+    names = [entry.name for entry in dataset.entries]
+    paths = [dataset.image_path(name) for name in names]
+
+    def batch(chunk):
+        points, sizes = cascade.level1_batch(chunk)
+        return list(zip(points, sizes))
+
+    results, skipped = _predict(paths, batch, desc="level 1")
+    return {names[i]: r for i, r in results.items()}, {names[i]: why for i, why in skipped.items()}
+
+
+def _cascade_predictions(dataset, level1, deploy1, weights1, deploy2, weights2):
+    """Level 2 on the crops given by level 1's predictions: {name: (points px, box)}."""
+    from landmarks.inference import Cascade, DeployNet
+
+    cascade = Cascade(DeployNet(deploy1, weights1), DeployNet(deploy2, weights2))
+    names = [entry.name for entry in dataset.entries if entry.name in level1]
+    paths = [dataset.image_path(name) for name in names]
+    by_path = dict(zip(paths, names))
+
+    def batch(chunk):
+        firsts = [level1[by_path[p]][0] for p in chunk]
+        sizes = [level1[by_path[p]][1] for p in chunk]
+        points, boxes = cascade.level2_batch(chunk, firsts, sizes)
+        return list(zip(points, boxes))
+
+    results, skipped = _predict(paths, batch, desc="level 2")
+    return {names[i]: r for i, r in results.items()}, {names[i]: why for i, why in skipped.items()}
+
+
+def _save_predictions(path, names, points, skipped):
+    from data_prep.predictions import write_predictions
+
+    write_predictions(path, names, points)
+    if skipped:
+        _write_json(Path(path).with_suffix(".skipped.json"), skipped)
+
+
+def _split_arrays(dataset, predictions, split):
+    """(names, predicted, truth, widths, heights) of one split's predicted images."""
+    entries = [e for e in dataset.split(split) if e.name in predictions]
+    if not entries:
+        return [], *(np.zeros((0, 5, 2)),) * 2, np.zeros(0), np.zeros(0)
+    predicted = np.stack([predictions[e.name][0] for e in entries])
+    truth = np.stack([np.asarray(e.points, dtype=np.float64).reshape(5, 2) for e in entries])
+    sizes = np.array([predictions[e.name][1] for e in entries], dtype=np.float64)
+    return [e.name for e in entries], predicted, truth, sizes[:, 0], sizes[:, 1]
+
+
+def _update_metrics(settings, level, split, summary):
+    path = run_dir(settings) / "metrics.json"
+    data = _read_json(path, {})
+    data.setdefault(split, {})[level] = summary
+    _write_json(path, data)
+
+
+def _worst_gallery(dataset, names, errors, draw_sets, path, title):
+    import cv2
+
+    from landmarks.draw import annotate
+
+    order = np.argsort(-np.asarray(errors))[:WORST_SHOWN]
+    tiles = []
+    for i in order:
+        image = cv2.imread(dataset.image_path(names[i]), cv2.IMREAD_COLOR)
+        if image is None:
+            continue
+        tiles.append((annotate(image, **{k: v[i] for k, v in draw_sets.items()}), f"{names[i]}: {100 * errors[i]:.1f}%"))
+    return plots.gallery(tiles, path, title=title) if tiles else None
+
+
+def level1(settings):
+    """Data (if missing), nets and solver, `caffe train`, predictions on every image, metrics,
+    plots, report. Returns the level-1 metrics by split."""
+    settings = settings.resolved()
+    out = run_dir(settings) / "level1"
+    out.mkdir(parents=True, exist_ok=True)
+    _record_settings(settings, "level1")
+    started = time.time()
+    root, data_dir = prepare_level1_data(settings)
+    deploy, weights = _train_level(settings, 1, data_dir)
+    dataset = _dataset(settings, root)
+    predictions, skipped = _level1_predictions(dataset, deploy, weights)
+    names = [e.name for e in dataset.entries if e.name in predictions]
+    _save_predictions(out / "predictions.txt", names, [predictions[n][0] for n in names], skipped)
+    summaries, per_split = {}, {}
+    for split in SPLITS:
+        split_names, predicted, truth, widths, heights = _split_arrays(dataset, predictions, split)
+        if not split_names:
+            continue
+        summaries[split] = metrics.summarise(predicted, truth, widths, heights)
+        per_split[split] = (split_names, predicted, truth, metrics.image_errors(predicted, truth, widths, heights))
+        _update_metrics(settings, "level1", split, summaries[split])
+    figures = run_dir(settings) / "plots"
+    plots.per_point_bars({f"level 1, {s}": m["per_point"] for s, m in summaries.items()}, figures / "per_point.png",
+                         "Level 1: mean error per point")
+    plots.error_histograms({f"level 1, {s}": per_split[s][3] for s in ("train", "test") if s in per_split},
+                           figures / "histograms.png", "Level 1: per-image error, train and test")
+    plots.ced_curves({f"level 1, {s}": per_split[s][3] for s in per_split}, figures / "ced.png")
+    if "test" in per_split:
+        names_t, pred_t, truth_t, err_t = per_split["test"]
+        _worst_gallery(dataset, names_t, err_t, {"truth": truth_t, "level1": pred_t}, figures / "worst.png",
+                       "Worst test images, level 1 (green: truth, red: level 1)")
+    network_diagram(deploy, figures / "network.png")
+    _write_json(out / "stage.json", {"seconds": round(time.time() - started, 1), "predictions": str(out / "predictions.txt"),
+                                     "skipped_images": len(skipped), "deploy": str(deploy), "weights": weights})
+    write_report(run_dir(settings))
+    _print_summary(settings)
+    return summaries
+
+
+def crops(settings):
+    """Level-2 data from level 1's predictions (data_prep.level2)."""
+    settings = settings.resolved()
+    level1_dir = run_dir(settings) / "level1"
+    predictions = level1_dir / "predictions.txt"
+    if not predictions.exists():
+        raise WorkflowError(f"{predictions} is missing: run `make level1 RUN={settings.run}` first")
+    _record_settings(settings, "crops")
+    root = Path(settings.celeba) if settings.celeba else SYNTHETIC_ROOT
+    args = ["--celeba", root, "--predictions", predictions, "--out", run_dir(settings) / "level2" / "data",
+            "--thresh", settings.thresh, "--format", settings.format, "--size", settings.input_size,
+            "--variant", settings.variant, "--split", settings.split, "--seed", settings.seed]
+    if settings.limit:
+        args += ["--limit", settings.limit]
+    _python_module("data_prep.level2", *args)
+
+
+def level2(settings):
+    """`caffe train` on the crops, then the cascade on every image, scored against level 1 on
+    the same images; plots, timing, report."""
+    settings = settings.resolved()
+    out = run_dir(settings) / "level2"
+    data_dir = out / "data"
+    if not (data_dir / "manifest.json").exists():
+        raise WorkflowError(f"{data_dir} has no level-2 data: run `make crops RUN={settings.run}` first")
+    stage1 = _read_json(run_dir(settings) / "level1" / "stage.json")
+    if not stage1:
+        raise WorkflowError(f"level 1 of run {settings.run} is not finished: run `make level1` first")
+    _record_settings(settings, "level2")
+    started = time.time()
+    deploy, weights = _train_level(settings, 2, data_dir)
+    root = Path(settings.celeba) if settings.celeba else SYNTHETIC_ROOT
+    dataset = _dataset(settings, root)
+    from data_prep.images import probe
+    from data_prep.predictions import read_predictions
+
+    first = read_predictions(run_dir(settings) / "level1" / "predictions.txt")
+    level1_pred = {}
+    for name, points in zip(first.names, first.points):
+        width, height, _, _ = probe(dataset.image_path(name))
+        level1_pred[name] = (np.asarray(points, dtype=np.float64).reshape(5, 2), (width, height))
+    cascade, skipped = _cascade_predictions(dataset, level1_pred, stage1["deploy"], stage1["weights"], deploy, weights)
+    names = [e.name for e in dataset.entries if e.name in cascade]
+    _save_predictions(out / "predictions.txt", names, [cascade[n][0] for n in names], skipped)
+    cascade_pred = {n: (cascade[n][0], level1_pred[n][1]) for n in names}
+    summaries, errors = {}, {}
+    for split in SPLITS:
+        split_names, pred2, truth, widths, heights = _split_arrays(dataset, cascade_pred, split)
+        if not split_names:
+            continue
+        pred1 = np.stack([level1_pred[n][0] for n in split_names])
+        summaries[split] = {"level1": metrics.summarise(pred1, truth, widths, heights),
+                            "level2": metrics.summarise(pred2, truth, widths, heights)}
+        errors[split] = (split_names, pred1, pred2, truth, metrics.image_errors(pred1, truth, widths, heights),
+                         metrics.image_errors(pred2, truth, widths, heights))
+        for level, summary in summaries[split].items():
+            _update_metrics(settings, level, split, summary)
+    figures = run_dir(settings) / "plots"
+    if "test" in errors:
+        names_t, p1, p2, truth, e1, e2 = errors["test"]
+        plots.per_point_bars({"level 1 (test)": summaries["test"]["level1"]["per_point"],
+                              "cascade (test)": summaries["test"]["level2"]["per_point"]},
+                             figures / "per_point.png", "Mean error per point: level 1 vs cascade")
+        plots.ced_curves({"level 1 (test)": e1, "cascade (test)": e2}, figures / "ced.png")
+        boxes = [cascade[n][1] for n in names_t]
+        _worst_gallery(dataset, names_t, e2, {"truth": truth, "level1": p1, "level2": p2, "box": boxes},
+                       figures / "worst.png", "Worst test images after the cascade (green truth, red level 1, blue level 2)")
+    plots.error_histograms({f"cascade, {s}": errors[s][5] for s in ("train", "test") if s in errors},
+                           figures / "histograms.png", "Cascade: per-image error, train and test")
+    _timing(settings, (stage1["deploy"], stage1["weights"]), (deploy, weights),
+            [dataset.image_path(n) for n in names[:32]])
+    _write_json(out / "stage.json", {"seconds": round(time.time() - started, 1), "predictions": str(out / "predictions.txt"),
+                                     "skipped_images": len(skipped), "deploy": str(deploy), "weights": weights})
+    write_report(run_dir(settings))
+    _print_summary(settings)
+    return summaries
+
+
+def _timing(settings, level1_model, level2_model, images):
+    from landmarks.timing import time_models
+
+    try:
+        # 10 repeats: enough for a median on a quiet machine, and ~10 s of a CPU demo
+        result = time_models(level1=level1_model, level2=level2_model, images=images, repeats=10)
+    except Exception as err:  # timing is a report extra: never lose a trained run over it
+        print(f"forward timing failed: {err}", file=sys.stderr)
+        return
+    _write_json(run_dir(settings) / "timing.json", result)
+
+
+def demo(settings):
+    """The whole chain on the built-in synthetic CelebA with the demo schedule."""
+    level1(settings)
+    crops(settings)
+    return level2(settings)
+
+
+def _print_summary(settings):
+    data = _read_json(run_dir(settings) / "metrics.json", {})
+    print(f"\nRun {settings.run}: mean error (% of the image diagonal)")
+    print(f"{'split':<7}{'level 1':>10}{'cascade':>10}{'images':>8}")
+    for split in SPLITS:
+        m = data.get(split, {})
+        if not m:
+            continue
+        l1 = m.get("level1", {}).get("mean_error")
+        l2 = m.get("level2", {}).get("mean_error")
+        fmt = lambda v: f"{100 * v:9.2f}%" if v is not None else f"{'-':>10}"
+        print(f"{split:<7}{fmt(l1)}{fmt(l2)}{m.get('level1', {}).get('images', 0):>8}")
+    print(f"report: {run_dir(settings) / 'report.md'}\n")

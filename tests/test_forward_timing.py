@@ -1,0 +1,125 @@
+"""landmarks.timing and tools/forward_timing.py: the group-convolution rewrite against pycaffe
+and OpenCV's dnn, model sizes, and the timing JSON of a real (tiny) run."""
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import caffe
+import cv2
+import numpy as np
+import pytest
+from caffe.proto import caffe_pb2
+
+from landmarks import timing
+from landmarks.inference import DeployNet
+from landmarks.protoio import read_prototxt
+
+ROOT = Path(__file__).resolve().parent.parent
+TOOL = ROOT / "tools" / "forward_timing.py"
+LEVEL1 = ROOT / "prototxt" / "level1_deploy.prototxt"  # ConvolutionDepthwise layers
+LEVEL2 = ROOT / "prototxt" / "level2_deploy.prototxt"
+DEPTHWISE_LAYERS = 6
+
+
+def _usable_weights(deploy, path, seed):
+    """Random weights, BatchNorm as identity (mean 0, variance 1, factor 1): an untrained net
+    would output NaN from its all-zero statistics."""
+    rng = np.random.default_rng(seed)
+    net = caffe.Net(str(deploy), caffe.TEST)
+    for name, blobs in net.params.items():
+        if net.layers[list(net._layer_names).index(name)].type == "BatchNorm":
+            blobs[0].data[...], blobs[1].data[...], blobs[2].data[...] = 0, 1, 1
+        else:
+            for blob in blobs:
+                blob.data[...] = rng.normal(0, 0.1, blob.data.shape)
+    net.save(str(path))
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("models")
+    return _usable_weights(LEVEL1, folder / "level1.caffemodel", 1), _usable_weights(LEVEL2, folder / "level2.caffemodel", 2)
+
+
+def test_group_rewrite_matches_the_depthwise_net_in_caffe_and_opencv(weights, tmp_path):
+    stored = caffe_pb2.NetParameter()
+    stored.ParseFromString(Path(weights[0]).read_bytes())
+    # the caffemodel itself records the depthwise type: OpenCV must not need it rewritten
+    assert sum(layer.type == timing.DEPTHWISE_TYPE for layer in stored.layer) == DEPTHWISE_LAYERS
+    converted = tmp_path / "group.prototxt"
+    assert timing.to_group_convolution(LEVEL1, converted) == DEPTHWISE_LAYERS
+    net = read_prototxt(converted, caffe_pb2.NetParameter())
+    dwise = [layer for layer in net.layer if layer.name.endswith("/dwise")]
+    assert len(dwise) == DEPTHWISE_LAYERS
+    assert all(l.type == "Convolution" and l.convolution_param.group == l.convolution_param.num_output for l in dwise)
+
+    batch = np.random.default_rng(0).uniform(-127.5, 127.5, (3, 3, 48, 48)).astype(np.float32)
+    original = DeployNet(LEVEL1, weights[0]).forward(batch)
+    assert np.all(np.isfinite(original)) and np.ptp(original) > 1e-3
+    in_caffe = DeployNet(converted, weights[0]).forward(batch)
+    dnn = cv2.dnn.readNetFromCaffe(str(converted), weights[0])
+    dnn.setInput(batch)
+    in_opencv = dnn.forward("fc2").reshape(original.shape)
+    scale = np.abs(original).max()
+    np.testing.assert_allclose(in_caffe, original, rtol=1e-4, atol=1e-4 * scale)
+    np.testing.assert_allclose(in_opencv, original, rtol=1e-4, atol=1e-4 * scale)
+    # OpenCVNet does the rewrite itself when given the depthwise prototxt
+    np.testing.assert_allclose(timing.OpenCVNet(LEVEL1, weights[0]).forward(batch), original, rtol=1e-4,
+                               atol=1e-4 * scale)
+
+
+def test_model_size_counts_every_stored_value(weights):
+    size = timing.model_size(weights[0])
+    net = caffe.Net(str(LEVEL1), caffe.TEST, weights=weights[0])
+    assert size["values"] == sum(b.data.size for blobs in net.params.values() for b in blobs) == 242189
+    assert size["bytes"] == Path(weights[0]).stat().st_size
+
+
+def _timing_tool(*args):
+    result = subprocess.run([sys.executable, str(TOOL), "--repeats", "3", "--warmup", "1", "--large-batch", "4", *args],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout
+
+
+def test_timing_json_of_both_levels_and_the_cascade(weights, tmp_path):
+    out = tmp_path / "timing.json"
+    stdout = _timing_tool("--l1", str(LEVEL1), weights[0], "--l2", str(LEVEL2), weights[1], "--json", str(out),
+                          "--backends", "caffe-cpu", "opencv-cpu")
+    result = json.loads(out.read_text())
+    rows = {(r["what"], r["backend"], r["batch"]): r for r in result["rows"]}
+    assert set(rows) == {(what, backend, batch) for what in ("level1", "level2", "cascade")
+                         for backend in ("caffe-cpu", "opencv-cpu") for batch in (1, 4)}
+    for row in rows.values():
+        assert 0 < row["median_ms"] <= row["p90_ms"] < 60_000
+        assert row["repeats"] == 3
+    for backend in ("caffe-cpu", "opencv-cpu"):
+        # the whole chain does strictly more than one of its forwards
+        assert rows[("cascade", backend, 4)]["min_ms"] > rows[("level1", backend, 4)]["min_ms"]
+    assert result["model_sizes"]["level1"] == {**timing.model_size(weights[0]), "deploy": str(LEVEL1)}
+    assert result["model_sizes"]["level2"]["values"] == 242189
+    assert result["images"]["count"] == timing.SYNTHETIC_IMAGES
+    assert "opencv-cpu" in stdout and "242,189 stored values" in stdout
+
+
+def test_run_folder_gives_models_and_default_json(weights, tmp_path):
+    level1 = tmp_path / "runs" / "x" / "level1"
+    level1.mkdir(parents=True)
+    shutil.copy(LEVEL1, level1 / "deploy.prototxt")
+    (level1 / "train.json").write_text(json.dumps({"status": "done", "final_weights": weights[0]}))
+    images = tmp_path / "images"
+    timing.synthetic_images(images, count=2, seed=3)
+    stdout = _timing_tool("--run", str(tmp_path / "runs" / "x"), "--images", str(images), "--backends", "opencv-cpu")
+    result = json.loads((tmp_path / "runs" / "x" / "timing.json").read_text())
+    # no level 2 trained yet: level 1 and a one-level cascade
+    assert {(r["what"], r["batch"]) for r in result["rows"]} == {("level1", 1), ("level1", 4), ("cascade", 1), ("cascade", 4)}
+    assert result["settings"]["cascade_levels"] == 1 and result["images"]["count"] == 2
+    assert "level 1 alone" in stdout
+
+
+def test_run_folder_without_level1_is_refused(tmp_path):
+    with pytest.raises(FileNotFoundError, match="level1"):
+        timing.run_models(tmp_path)

@@ -1,0 +1,111 @@
+"""Draw the cascade on any image, in the article's colours: ground truth green (when
+--landmarks knows the image), level 1 red, level 2 blue, and the crop level 2 saw (yellow).
+
+  python tools/demo.py photo.jpg other.jpg --run runs/demo          # writes runs/demo/demo/*_cascade.jpg
+  python tools/demo.py IMG ... --l1 DEPLOY WEIGHTS --l2 DEPLOY WEIGHTS [--landmarks FILE] [--out DIR]
+
+Writes <out>/<stem>_cascade.jpg per image and prints the points in original-image pixels
+(and each level's error when the truth is known).
+"""
+import argparse
+import sys
+from pathlib import Path
+
+import cv2
+
+from data_prep.celeba import DataError, read_landmarks
+from data_prep.images import ImageError, read_bgr
+from landmarks import timing
+from landmarks.draw import annotate
+from landmarks.inference import Cascade, DeployNet
+from landmarks.labels import POINT_NAMES
+from landmarks.metrics import image_errors
+
+DEFAULT_OUT = "cascade_demo"  # without --run; with it, RUN/demo
+JPEG_QUALITY = 95  # high enough that the drawn colours survive chroma subsampling
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
+    models = parser.add_mutually_exclusive_group(required=True)
+    models.add_argument("--run", help="run folder: models from level1/ and level2/ train.json (final_weights)")
+    models.add_argument("--l1", nargs=2, metavar=("DEPLOY", "WEIGHTS"), help="level-1 deploy prototxt and caffemodel")
+    parser.add_argument("--l2", nargs=2, metavar=("DEPLOY", "WEIGHTS"), help="level-2 deploy prototxt and caffemodel")
+    parser.add_argument("--landmarks", help="CelebA-format landmark file: draws the truth of the images it names")
+    parser.add_argument("--out", help=f"output folder (default RUN/demo with --run, else {DEFAULT_OUT})")
+    parser.add_argument("--output-blob", help="the nets' output blob (default fc2, else the last output)")
+    args = parser.parse_args(argv)
+    if args.run and args.l2:
+        parser.error("--l2 goes with --l1; --run finds both levels itself")
+    return args
+
+
+def _format_points(points):
+    return "  ".join(f"{n} ({x:.1f}, {y:.1f})" for n, (x, y) in zip(POINT_NAMES, points))
+
+
+def draw_one(cascade, path, truth, out_dir):
+    """Runs the cascade on one image and writes the drawing; returns (output path, result)."""
+    result = cascade.run(str(path))
+    image = read_bgr(str(path)).image
+    drawn = annotate(image, truth=truth, level1=result.level1, level2=result.level2, box=result.box)
+    out = Path(out_dir) / f"{Path(path).stem}_cascade.jpg"
+    if not cv2.imwrite(str(out), drawn, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY]):
+        raise OSError(f"{out}: could not write")
+    return out, result
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.run:
+        try:
+            models = timing.run_models(args.run)
+        except FileNotFoundError as exc:
+            raise SystemExit(str(exc))
+        level1, level2 = models["level1"], models["level2"]
+        out_dir = Path(args.out or Path(args.run) / "demo")
+    else:
+        level1, level2 = args.l1, args.l2
+        out_dir = Path(args.out or DEFAULT_OUT)
+    truths = {}
+    if args.landmarks:
+        try:
+            rows, problems, _ = read_landmarks(args.landmarks)
+        except DataError as exc:
+            raise SystemExit(str(exc))
+        truths = {name: points for name, points, _ in rows}
+    try:
+        cascade = Cascade(DeployNet(*level1, output=args.output_blob),
+                          DeployNet(*level2, output=args.output_blob) if level2 else None)
+    except FileNotFoundError as exc:
+        raise SystemExit(str(exc))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    failed = 0
+    for path in args.images:
+        truth = truths.get(Path(path).name)
+        try:
+            out, result = draw_one(cascade, path, truth, out_dir)
+        except ImageError as exc:
+            print(f"skipped {exc}")
+            failed += 1
+            continue
+        width, height = result.size
+        print(f"{path} ({width}x{height}) -> {out}")
+        print(f"  level 1: {_format_points(result.level1)}")
+        if result.level2 is not None:
+            box = result.box
+            print(f"  crop:    x {box.x0}..{box.x1}, y {box.y0}..{box.y1}" + (f" ({box.fallback})" if box.fallback else ""))
+            print(f"  level 2: {_format_points(result.level2)}")
+        if truth is not None:
+            print(f"  truth:   {_format_points(truth)}")
+            errors = [(name, image_errors(points[None], truth[None], [width], [height])[0])
+                      for name, points in (("level 1", result.level1), ("level 2", result.level2)) if points is not None]
+            print("  error:   " + ", ".join(f"{name} {100 * e:.2f}% of the diagonal" for name, e in errors))
+        elif args.landmarks:
+            print(f"  truth:   {Path(path).name} is not in {args.landmarks}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,102 @@
+"""Forward latency of level 1, level 2 and the whole cascade (JPEG on disk to final points),
+at batch 1 and a large batch, median and p90 after warm-up, for Caffe on CPU (and GPU when the
+build and the machine have one) and for OpenCV's dnn on the same prototxt and caffemodel.
+
+  python tools/forward_timing.py --run runs/demo                  # writes runs/demo/timing.json
+  python tools/forward_timing.py --l1 DEPLOY WEIGHTS [--l2 DEPLOY WEIGHTS] [--json OUT]
+  python tools/forward_timing.py --run runs/demo --images data/synthetic/Img/img_celeba
+
+Without --images, a few synthetic CelebA-like JPEGs are drawn into a temporary folder.
+Deploy nets with ConvolutionDepthwise layers are rewritten as grouped Convolution for OpenCV
+(same weights). The JSON holds `rows` ({what, backend, batch, median_ms, p90_ms, ...}) and
+`model_sizes` ({name: {path, bytes, values}}).
+"""
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from tqdm import tqdm
+
+from data_prep.images import ImageError
+from landmarks import timing
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg")
+DEFAULT_MAX_IMAGES = 64  # one large batch of distinct images; more only lengthens the set-up
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    models = parser.add_mutually_exclusive_group(required=True)
+    models.add_argument("--run", help="run folder: models from level1/ and level2/ train.json (final_weights)")
+    models.add_argument("--l1", nargs=2, metavar=("DEPLOY", "WEIGHTS"), help="level-1 deploy prototxt and caffemodel")
+    parser.add_argument("--l2", nargs=2, metavar=("DEPLOY", "WEIGHTS"), help="level-2 deploy prototxt and caffemodel")
+    parser.add_argument("--images", help="folder of JPEGs for the cascade rows (default: synthetic ones)")
+    parser.add_argument("--max-images", type=int, default=DEFAULT_MAX_IMAGES,
+                        help=f"use at most this many of --images, in name order (default {DEFAULT_MAX_IMAGES})")
+    parser.add_argument("--batch", type=int, default=1, help="the small batch (default 1: one image, latency)")
+    parser.add_argument("--large-batch", type=int, default=timing.DEFAULT_LARGE_BATCH,
+                        help=f"the large batch (default {timing.DEFAULT_LARGE_BATCH}: throughput)")
+    parser.add_argument("--repeats", type=int, default=timing.DEFAULT_REPEATS,
+                        help=f"timed calls per row (default {timing.DEFAULT_REPEATS})")
+    parser.add_argument("--warmup", type=int, default=timing.DEFAULT_WARMUP,
+                        help=f"untimed calls before them (default {timing.DEFAULT_WARMUP})")
+    parser.add_argument("--backends", nargs="+", choices=timing.BACKENDS,
+                        help="default: caffe-cpu, caffe-gpu when a GPU build sees a GPU, opencv-cpu")
+    parser.add_argument("--json", help="write the result here (default with --run: RUN/timing.json)")
+    args = parser.parse_args(argv)
+    if args.run and args.l2:
+        parser.error("--l2 goes with --l1; --run finds both levels itself")
+    for name in ("batch", "large_batch", "repeats", "max_images"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be at least 1")
+    if args.warmup < 0:
+        parser.error("--warmup must be 0 or more")
+    return args
+
+
+def _images(folder, limit):
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise SystemExit(f"{folder}: no such folder")
+    paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)[:limit]
+    if not paths:
+        raise SystemExit(f"{folder}: no JPEG images")
+    return [str(p) for p in paths]
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.run:
+        try:
+            models = timing.run_models(args.run)
+        except FileNotFoundError as exc:
+            raise SystemExit(str(exc))
+        if models["level2"] is None:
+            print(f"{args.run}: no level2/train.json yet: timing level 1 alone")
+        level1, level2 = models["level1"], models["level2"]
+        out = args.json or str(Path(args.run) / "timing.json")
+    else:
+        level1, level2, out = tuple(args.l1), tuple(args.l2) if args.l2 else None, args.json
+    images = _images(args.images, args.max_images) if args.images else None
+    backends = args.backends or timing.default_backends()
+    per_backend = (2 if level2 else 1) + 1
+    bar = tqdm(total=len(backends) * len({args.batch, args.large_batch}) * per_backend, desc="timing", unit="row", file=sys.stderr)
+    try:
+        result = timing.time_models(level1, level2, images, repeats=args.repeats, warmup=args.warmup,
+                                    batch=args.batch, large_batch=args.large_batch, backends=backends,
+                                    progress=lambda row: bar.update(1))
+    except (FileNotFoundError, ValueError, ImageError) as exc:
+        raise SystemExit(str(exc))
+    finally:
+        bar.close()
+    print(timing.format_table(result))
+    if out:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        Path(out).write_text(json.dumps(result, indent=2) + "\n")
+        print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

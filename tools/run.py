@@ -1,0 +1,72 @@
+"""Run the cascade's stages: level1, crops, level2, demo (all three on synthetic data), data,
+report. Outputs go to runs/<--run>/; `make level1` etc. call this.
+
+  python tools/run.py level1 --run main                # train and evaluate level 1
+  python tools/run.py crops --run main --thresh 0.05   # level-2 data from level 1's predictions
+  python tools/run.py level2 --run main                # train level 2, evaluate the cascade
+  python tools/run.py demo                             # everything, synthetic data, CPU schedule
+"""
+import argparse
+import sys
+
+from landmarks import workflow
+from landmarks.nets import DEPTHWISE_CHOICES
+from landmarks.solvers import SCHEDULES
+from landmarks.train import TrainingError
+
+STAGES = ("level1", "crops", "level2", "demo", "data", "report")
+
+
+def parse_args(argv=None):
+    d = workflow.Settings()
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("stage", choices=STAGES)
+    p.add_argument("--run", default=None, help="run name: outputs in runs/<run>/ (default: 'default'; 'demo' for demo)")
+    p.add_argument("--celeba", default=d.celeba, help="CelebA root as distributed (default: the built-in synthetic CelebA)")
+    p.add_argument("--variant", choices=("wild", "align"), default=d.variant, help="in-the-wild or aligned images (default wild)")
+    p.add_argument("--split", choices=("official", "random"), default=d.split,
+                   help="official partition, or the article's random 80/20 (default official)")
+    p.add_argument("--count", type=int, default=d.synthetic_count, help=f"synthetic images (default {d.synthetic_count})")
+    p.add_argument("--seed", type=int, default=d.seed, help="seed for synthetic data, random split and shuffling")
+    p.add_argument("--schedule", choices=["auto", *sorted(SCHEDULES)], default=d.schedule,
+                   help="auto: article on a GPU, demo on a CPU (default auto)")
+    p.add_argument("--gpu", default=d.gpu, help="auto (GPU 0 if any), '' for CPU, 0, 0,1 or all (default auto)")
+    p.add_argument("--depthwise", choices=DEPTHWISE_CHOICES, default=d.depthwise, help="default layer")
+    p.add_argument("--format", choices=("hdf5", "lmdb"), default=d.format, help="training data format (default hdf5)")
+    p.add_argument("--thresh", type=float, default=d.thresh,
+                   help="crops: drop training images whose level-1 error exceeds this (default 0.05)")
+    p.add_argument("--input-size", type=int, default=d.input_size, help="network input side (default 48)")
+    p.add_argument("--limit", type=int, default=0, help="use only the first N images (quick runs)")
+    p.add_argument("--resume", action="store_true", help="continue training from the newest .solverstate")
+    return p.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    run = args.run or ("demo" if args.stage == "demo" else "default")
+    schedule = "demo" if args.stage == "demo" and args.schedule == "auto" else args.schedule
+    settings = workflow.Settings(run=run, celeba=args.celeba, variant=args.variant, split=args.split,
+                                 synthetic_count=args.count, seed=args.seed, schedule=schedule, gpu=args.gpu,
+                                 depthwise=args.depthwise, format=args.format, thresh=args.thresh,
+                                 input_size=args.input_size, limit=args.limit, resume=args.resume)
+    try:
+        if args.stage == "data":
+            root, data_dir = workflow.prepare_level1_data(settings.resolved())
+            print(f"level-1 data: {data_dir}")
+        elif args.stage == "report":
+            from landmarks.report import write_report
+
+            print(write_report(workflow.run_dir(settings)))
+        else:
+            getattr(workflow, args.stage)(settings)
+    except (workflow.WorkflowError, TrainingError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt as stop:
+        print(f"\n{stop}", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
