@@ -23,8 +23,6 @@ from landmarks.nets import DEPTHWISE_CHOICES, NetConfig
 from landmarks.report import network_diagram, write_report
 from landmarks.solvers import SCHEDULES, get_schedule
 
-RUNS = ROOT / "runs"
-SYNTHETIC_ROOT = ROOT / "data" / "synthetic-celeba"
 SPLITS = ("train", "val", "test")
 WORST_SHOWN = 16
 
@@ -49,6 +47,8 @@ class Settings:
     input_size: int = 48
     limit: int = 0  # 0: every image
     resume: bool = False
+    runs_root: str = str(ROOT / "runs")  # run folders: <runs_root>/<run>/
+    data_root: str = str(ROOT / "data")  # synthetic CelebA and level-1 data
 
     def resolved(self):
         """A copy with every "auto" replaced by what this machine gets."""
@@ -68,7 +68,16 @@ class Settings:
 
 
 def run_dir(settings):
-    return RUNS / settings.run
+    return Path(settings.runs_root) / settings.run
+
+
+def synthetic_root(settings):
+    return Path(settings.data_root) / f"synthetic-celeba-{settings.synthetic_count}-seed{settings.seed}"
+
+
+def celeba_root(settings):
+    """The dataset the run uses: the given CelebA root, or the synthetic one."""
+    return Path(settings.celeba) if settings.celeba else synthetic_root(settings)
 
 
 def _write_json(path, data):
@@ -89,7 +98,7 @@ def _record_settings(settings, stage):
     path = run_dir(settings) / "settings.json"
     merged = _read_json(path, {})
     merged.update(asdict(settings))
-    merged.update({"last_stage": stage, "celeba": settings.celeba or f"(synthetic) {SYNTHETIC_ROOT}",
+    merged.update({"last_stage": stage, "celeba": settings.celeba or f"(synthetic) {synthetic_root(settings)}",
                    "caffe_build": caffe_runtime.build_info()["mode"], "python": sys.executable})
     _write_json(path, merged)
 
@@ -104,9 +113,9 @@ def _python_module(module, *args):
 
 def dataset_root(settings):
     """The CelebA root to use; generates the synthetic one first when none is given."""
+    root = celeba_root(settings)
     if settings.celeba:
-        return Path(settings.celeba)
-    root = SYNTHETIC_ROOT
+        return root
     _python_module("data_prep.synthetic", "--out", root, "--count", settings.synthetic_count, "--seed", settings.seed)
     return root
 
@@ -123,7 +132,7 @@ def level1_data_dir(settings):
         tag = f"synthetic-{settings.synthetic_count}-seed{settings.seed}"
     if settings.limit:
         tag += f"-limit{settings.limit}"
-    return ROOT / "data" / "level1" / f"{tag}-{settings.input_size}px"
+    return Path(settings.data_root) / "level1" / f"{tag}-{settings.input_size}px"
 
 
 def prepare_level1_data(settings):
@@ -329,7 +338,7 @@ def crops(settings):
     if not predictions.exists():
         raise WorkflowError(f"{predictions} is missing: run `make level1 RUN={settings.run}` first")
     _record_settings(settings, "crops")
-    root = Path(settings.celeba) if settings.celeba else SYNTHETIC_ROOT
+    root = celeba_root(settings)
     args = ["--celeba", root, "--predictions", predictions, "--out", run_dir(settings) / "level2" / "data",
             "--thresh", settings.thresh, "--format", settings.format, "--size", settings.input_size,
             "--variant", settings.variant, "--split", settings.split, "--seed", settings.seed]
@@ -352,7 +361,7 @@ def level2(settings):
     _record_settings(settings, "level2")
     started = time.time()
     deploy, weights = _train_level(settings, 2, data_dir)
-    root = Path(settings.celeba) if settings.celeba else SYNTHETIC_ROOT
+    root = celeba_root(settings)
     dataset = _dataset(settings, root)
     from data_prep.images import probe
     from data_prep.predictions import read_predictions

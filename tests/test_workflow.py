@@ -1,0 +1,107 @@
+"""The real chain at a tiny size: synthetic CelebA, level 1 (`caffe train`, smoke schedule),
+crops, level 2, the cascade evaluation, the report; and the tools run on what it trained."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from landmarks import caffe_log, workflow
+
+COUNT = 120
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("workflow")
+    settings = workflow.Settings(run="smoke", synthetic_count=COUNT, seed=5, schedule="smoke", gpu="",
+                                 thresh=0.5, runs_root=str(root / "runs"), data_root=str(root / "data"))
+    workflow.level1(settings)
+    workflow.crops(settings)
+    workflow.level2(settings)
+    return settings, workflow.run_dir(settings)
+
+
+@pytest.mark.slow
+def test_metrics_compare_both_levels_on_the_same_images(smoke_run):
+    settings, run = smoke_run
+    metrics = json.loads((run / "metrics.json").read_text())
+    test = metrics["test"]
+    assert 0 < test["level1"]["mean_error"] < 1 and 0 < test["level2"]["mean_error"] < 1
+    assert test["level1"]["images"] == test["level2"]["images"] > 0
+    assert len(test["level1"]["per_point"]) == 5
+    total = sum(metrics[s]["level2"]["images"] for s in ("train", "val", "test"))
+    assert total == COUNT  # every image scored, none dropped by the crop threshold
+    resolved = json.loads((run / "settings.json").read_text())
+    assert resolved["schedule"] == "smoke" and resolved["last_stage"] == "level2"
+
+
+@pytest.mark.slow
+def test_training_records_and_real_log(smoke_run):
+    _, run = smoke_run
+    for level in (1, 2):
+        record = json.loads((run / f"level{level}" / "train.json").read_text())
+        assert record["status"] == "done" and record["mode"] == "CPU"
+        assert Path(record["final_weights"]).name == f"level{level}_iter_20.caffemodel"
+        assert Path(record["final_weights"]).exists()
+        log = caffe_log.parse_log(run / f"level{level}" / "train.log")
+        assert log.finished and [row["NumIters"] for row in log.test] == [0, 10, 20]
+        assert log.train[-1]["NumIters"] == 20 and log.loss_weights["train"]["loss"] == 100
+        assert all(np.isfinite(row["loss"]) for row in log.train if "loss" in row)
+        header = (run / f"level{level}" / "plots" / "loss.train.csv").read_text().splitlines()[0]
+        assert header.startswith("NumIters,Seconds,LearningRate")
+
+
+@pytest.mark.slow
+def test_predictions_cover_every_image(smoke_run):
+    from data_prep.predictions import read_predictions
+
+    _, run = smoke_run
+    for level in (1, 2):
+        predictions = read_predictions(run / f"level{level}" / "predictions.txt")
+        assert len(predictions) == COUNT and predictions.points.shape == (COUNT, 5, 2)
+
+
+@pytest.mark.slow
+def test_report_links_existing_figures(smoke_run):
+    _, run = smoke_run
+    report = (run / "report.md").read_text()
+    for needle in ("## Accuracy", "cascade (level 2)", "## Speed", "## Network", "loss_curves.png"):
+        assert needle in report
+    import re
+
+    images = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", report)
+    assert len(images) >= 7
+    for image in images:
+        assert (run / image).exists(), image
+        assert (run / image).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    timing = json.loads((run / "timing.json").read_text())
+    assert {row["what"] for row in timing["rows"]} >= {"level1", "level2", "cascade"}
+
+
+@pytest.mark.slow
+def test_cascade_eval_reproduces_the_runs_test_score(smoke_run, tmp_path):
+    """tools/cascade_eval.py on the models the run trained, over the test split, must give
+    the run's own test figures: same preprocessing, crop rule and metric."""
+    from data_prep import celeba
+
+    settings, run = smoke_run
+    dataset = celeba.load(str(workflow.celeba_root(settings)))
+    test = dataset.split("test")
+    landmarks = tmp_path / "test_landmarks.txt"
+    landmarks.write_text("".join(f"{e.name} " + " ".join(str(int(v)) for v in np.ravel(e.points)) + "\n" for e in test))
+    stage1 = json.loads((run / "level1" / "stage.json").read_text())
+    stage2 = json.loads((run / "level2" / "stage.json").read_text())
+    out = tmp_path / "eval.json"
+    tool = Path(__file__).resolve().parent.parent / "tools" / "cascade_eval.py"
+    done = subprocess.run([sys.executable, str(tool), "--l1", stage1["deploy"], stage1["weights"],
+                           "--l2", stage2["deploy"], stage2["weights"], "--landmarks", str(landmarks),
+                           "--images", dataset.image_dir, "--json", str(out)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(out.read_text())
+    metrics = json.loads((run / "metrics.json").read_text())["test"]
+    assert result["images"] == len(test)
+    for level in ("level1", "level2"):
+        assert result[level]["mean_error"] == pytest.approx(metrics[level]["mean_error"], rel=1e-6)
