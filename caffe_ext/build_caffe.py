@@ -123,6 +123,26 @@ SOURCE_EDITS = [
 #else
     LOG(FATAL) << "Multi-GPU execution not available in a CPU-only build";
 #endif"""),
+    # CUDA 13 dropped these cudaDeviceProp fields; the attribute API has them in every version.
+    ("src/caffe/common.cpp",
+     """  LOG(INFO) << "Clock rate:                    " << prop.clockRate;
+  LOG(INFO) << "Total constant memory:         " << prop.totalConstMem;
+  LOG(INFO) << "Texture alignment:             " << prop.textureAlignment;
+  LOG(INFO) << "Concurrent copy and execution: "
+      << (prop.deviceOverlap ? "Yes" : "No");
+  LOG(INFO) << "Number of multiprocessors:     " << prop.multiProcessorCount;
+  LOG(INFO) << "Kernel execution timeout:      "
+      << (prop.kernelExecTimeoutEnabled ? "Yes" : "No");""",
+     """  int clock_khz = 0, overlap = 0, timeout = 0;  // caffe_ext: CUDA 13 compatible
+  cudaDeviceGetAttribute(&clock_khz, cudaDevAttrClockRate, device);
+  cudaDeviceGetAttribute(&overlap, cudaDevAttrGpuOverlap, device);
+  cudaDeviceGetAttribute(&timeout, cudaDevAttrKernelExecTimeout, device);
+  LOG(INFO) << "Clock rate:                    " << clock_khz;
+  LOG(INFO) << "Total constant memory:         " << prop.totalConstMem;
+  LOG(INFO) << "Texture alignment:             " << prop.textureAlignment;
+  LOG(INFO) << "Concurrent copy and execution: " << (overlap ? "Yes" : "No");
+  LOG(INFO) << "Number of multiprocessors:     " << prop.multiProcessorCount;
+  LOG(INFO) << "Kernel execution timeout:      " << (timeout ? "Yes" : "No");"""),
 ]
 
 
@@ -144,10 +164,14 @@ def apply_source_edits():
 
 
 def find_cuda():
-    """Returns the CUDA folder when nvcc, cuBLAS and cuRAND are all there, else None."""
-    nvcc = shutil.which("nvcc")
-    candidates = [Path(nvcc).resolve().parent.parent] if nvcc else []
-    candidates.append(Path("/usr/local/cuda"))
+    """Returns the CUDA folder when nvcc, cuBLAS and cuRAND are all there, else None.
+    $CUDA_DIR, when set, is the only place looked at (a toolkit outside the usual paths)."""
+    if os.environ.get("CUDA_DIR"):
+        candidates = [Path(os.environ["CUDA_DIR"])]
+    else:
+        nvcc = shutil.which("nvcc")
+        candidates = [Path(nvcc).resolve().parent.parent] if nvcc else []
+        candidates.append(Path("/usr/local/cuda"))
     for cuda in candidates:
         if not (cuda / "bin/nvcc").exists():
             continue
@@ -158,12 +182,36 @@ def find_cuda():
     return None
 
 
+# Architectures compiled when nothing narrower is known: one per GPU generation from Turing
+# on (each extra one multiplies the CUDA compile time), plus PTX for anything newer.
+DEFAULT_CUDA_ARCHS = (75, 80, 86, 89, 90, 100, 120)
+
+
+def _local_gpu_archs():
+    """Compute capabilities of this machine's GPUs (e.g. [90]), from nvidia-smi; [] if none."""
+    smi = shutil.which("nvidia-smi")
+    if not smi:
+        return []
+    out = subprocess.run([smi, "--query-gpu=compute_cap", "--format=csv,noheader"], capture_output=True, text=True)
+    caps = {int(float(c) * 10 + 0.5) for c in out.stdout.split() if c.replace(".", "", 1).isdigit()}
+    return sorted(caps)
+
+
 def cuda_arch_flags(cuda):
-    """Every real architecture from sm_60 on that this nvcc accepts, plus PTX for the newest."""
+    """-gencode flags: $CAFFE_CUDA_ARCHS (e.g. "80,90") if set, else this machine's GPUs,
+    else DEFAULT_CUDA_ARCHS; kept to what this nvcc accepts, plus PTX for the newest."""
     out = subprocess.run([str(cuda / "bin/nvcc"), "--list-gpu-arch"], capture_output=True, text=True)
-    archs = sorted({int(a.split("_")[1]) for a in out.stdout.split() if a.startswith("compute_")
-                    and a.split("_")[1].isdigit()})
-    archs = [a for a in archs if a >= 60] or [70]
+    accepted = {int(a.split("_")[1]) for a in out.stdout.split()
+                if a.startswith("compute_") and a.split("_")[1].isdigit()}
+    wanted = os.environ.get("CAFFE_CUDA_ARCHS")
+    if wanted:
+        archs = [int(a) for a in wanted.replace(" ", "").split(",") if a]
+        refused = [a for a in archs if a not in accepted]
+        if refused:
+            sys.exit(f"[build_caffe] CAFFE_CUDA_ARCHS: this nvcc does not accept {refused}; it does {sorted(accepted)}")
+    else:
+        archs = [a for a in (_local_gpu_archs() or DEFAULT_CUDA_ARCHS) if a in accepted] or [max(accepted)]
+    log(f"CUDA architectures: {', '.join(f'sm_{a}' for a in archs)}")
     flags = [f"-gencode arch=compute_{a},code=sm_{a}" for a in archs]
     flags.append(f"-gencode arch=compute_{archs[-1]},code=compute_{archs[-1]}")
     return " ".join(flags)

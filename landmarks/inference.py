@@ -65,17 +65,20 @@ class Cascade:
 
     def level1_batch(self, paths):
         """Level 1 on image files: ((N, k, 2) original pixels, [(w, h)] sizes)."""
-        inputs, sizes = zip(*(read_level1(path, self.level1.size) for path in paths)) if paths else ((), ())
-        normalised = self.level1.forward(np.stack(inputs)) if inputs else np.zeros((0, 5, 2))
-        return np.stack([denormalise(p, *size) for p, size in zip(normalised, sizes)]) if inputs else \
-            normalised, list(sizes)
+        if not paths:
+            return np.zeros((0, 5, 2)), []
+        inputs, sizes = zip(*(read_level1(path, self.level1.size) for path in paths))
+        normalised = self.level1.forward(np.stack(inputs))
+        return np.stack([denormalise(p, *size) for p, size in zip(normalised, sizes)]), list(sizes)
 
     def level2_batch(self, paths, level1_points, sizes):
         """Level 2 on the crops that level 1's points give: ((N, k, 2) original pixels, boxes)."""
+        if not paths:
+            return np.zeros((0, 5, 2)), []
         boxes = [crop_box(points, *size) for points, size in zip(level1_points, sizes)]
         inputs = [read_level2(path, box, self.level2.size)[0] for path, box in zip(paths, boxes)]
-        normalised = self.level2.forward(np.stack(inputs)) if inputs else np.zeros((0, 5, 2))
-        return np.stack([box.unlabel(p) for p, box in zip(normalised, boxes)]) if inputs else normalised, boxes
+        normalised = self.level2.forward(np.stack(inputs))
+        return np.stack([box.unlabel(p) for p, box in zip(normalised, boxes)]), boxes
 
     def run(self, path):
         """The whole cascade on one image file."""
