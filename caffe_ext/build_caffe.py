@@ -143,6 +143,11 @@ SOURCE_EDITS = [
   LOG(INFO) << "Concurrent copy and execution: " << (overlap ? "Yes" : "No");
   LOG(INFO) << "Number of multiprocessors:     " << prop.multiProcessorCount;
   LOG(INFO) << "Kernel execution timeout:      " << (timeout ? "Yes" : "No");"""),
+    # The sdist's extra ProposalLayer has CUDA for its forward pass only, yet instantiates
+    # both; its backward comes from caffe_ext/layers/.../sdist_gpu_fallbacks.cpp instead.
+    ("src/caffe/layers/proposal_layer.cu",
+     "INSTANTIATE_LAYER_GPU_FUNCS(ProposalLayer);",
+     "INSTANTIATE_LAYER_GPU_FORWARD(ProposalLayer);  // caffe_ext: no GPU backward"),
 ]
 
 
