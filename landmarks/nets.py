@@ -10,9 +10,10 @@ import os
 import caffe
 from caffe import layers as L, params as P
 
+from data_prep.images import MEAN_VALUE  # the one owner of the input convention
+
 DEPTHWISE_CHOICES = ("layer", "group")
 SOURCE_CHOICES = ("hdf5", "lmdb")
-MEAN_VALUE = 127.5  # the released models subtract 127.5 on every channel and do not scale
 
 
 @dataclass(frozen=True)

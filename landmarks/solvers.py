@@ -78,6 +78,9 @@ def solver(schedule, level, net_path, snapshot_prefix, mode=None, test_iter=None
     s.snapshot = schedule.snapshot
     s.snapshot_prefix = str(snapshot_prefix)
     s.solver_mode = caffe_pb2.SolverParameter.GPU if mode == "GPU" else caffe_pb2.SolverParameter.CPU
+    # No test pass before the first iteration: an untrained net's BatchNorm has no global
+    # statistics yet, so that pass can only print nan (and would put it in every loss plot).
+    s.test_initialization = False
     if schedule.random_seed >= 0:
         s.random_seed = schedule.random_seed
     return s

@@ -47,7 +47,7 @@ def test_training_records_and_real_log(smoke_run):
         assert Path(record["final_weights"]).name == f"level{level}_iter_20.caffemodel"
         assert Path(record["final_weights"]).exists()
         log = caffe_log.parse_log(run / f"level{level}" / "train.log")
-        assert log.finished and [row["NumIters"] for row in log.test] == [0, 10, 20]
+        assert log.finished and [row["NumIters"] for row in log.test] == [10, 20]  # no test before training
         assert log.train[-1]["NumIters"] == 20 and log.loss_weights["train"]["loss"] == 100
         assert all(np.isfinite(row["loss"]) for row in log.train if "loss" in row)
         header = (run / f"level{level}" / "plots" / "loss.train.csv").read_text().splitlines()[0]

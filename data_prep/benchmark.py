@@ -1,0 +1,137 @@
+"""Owns the data-preparation benchmark: the naive level-1 path against ours, in one run.
+
+Naive: full JPEG decode + cv2.resize to S x S (INTER_AREA, the same filter as ours, so the
+comparison measures decoding and parallelism, not a different output), one process, OpenCV's
+default threading. The same with cv2.resize's default bilinear filter (cheaper, aliased) is
+timed too and reported beside it. Ours: the real level-1 worker (`build.make_sample`: header read, reduced
+decode, exact resize, labels) over all cores. The images are CelebA-sized JPEGs made from
+the synthetic generator's drawings, resized to in-the-wild sizes (300 to 2000 px, median
+near 600 x 480) with sensor-like noise, at JPEG qualities like CelebA's, since the
+decode cost depends on both size and content.
+"""
+import math
+import os
+import time
+
+import cv2
+import numpy as np
+
+from landmarks.labels import as_rows, normalise
+from data_prep import build, images, synthetic
+
+DEFAULT_COUNT = 400
+DEFAULT_REPEAT = 3
+# Each path goes over the images this many times: a real run is 200,000 images, so the
+# worker start-up must weigh no more here than it does there (and generating many more
+# distinct images would make the benchmark slow). Nothing is cached between passes.
+DEFAULT_PASSES = 5
+# In-the-wild CelebA: mostly 300 to 1000+ px, median about 500 x 400; the widths here are
+# log-normal around 600 (clipped to 300..2000), heights about 0.8 of that, the larger side of the
+# median so as not to flatter the naive path on small images.
+MEDIAN_WIDTH = 600
+
+
+def make_images(folder, count, seed=0, median_width=MEDIAN_WIDTH):
+    """Write `count` CelebA-sized JPEGs; returns [(path, points (5, 2))]."""
+    os.makedirs(folder, exist_ok=True)
+    items = []
+    for i in range(count):
+        rng = np.random.default_rng([seed, i, 7])
+        sample = synthetic.render_sample(seed, i)
+        width = int(np.clip(round(math.exp(rng.normal(math.log(median_width), 0.3))), 300, 2000))
+        height = int(np.clip(round(width * math.exp(rng.normal(math.log(0.8), 0.15))), 250, 2000))
+        src_h, src_w = sample.image.shape[:2]
+        image = cv2.resize(sample.image, (width, height), interpolation=cv2.INTER_CUBIC)
+        noise = rng.normal(0, 3, image.shape)  # texture, as in photographs, so decoding costs what it does there
+        image = np.clip(image + noise, 0, 255).astype(np.uint8)
+        points = (np.asarray(sample.points, dtype=np.float64) + 0.5) * [width / src_w, height / src_h] - 0.5
+        points = np.clip(np.rint(points), 0, [width - 1, height - 1])
+        path = os.path.join(folder, f"{i + 1:06d}.jpg")
+        cv2.imwrite(path, image, [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(80, 96))])
+        items.append((path, points))
+    return items
+
+
+def naive(items, size, interpolation=cv2.INTER_AREA):
+    """Full decode + resize, one process; (pixels, labels)."""
+    pixels, labels = [], []
+    for path, points in items:
+        image = cv2.imread(path, cv2.IMREAD_COLOR)
+        h, w = image.shape[:2]
+        pixels.append(cv2.resize(image, (size, size), interpolation=interpolation))
+        labels.append(as_rows(normalise(points, w, h)).astype(np.float32))
+    return np.stack(pixels), np.stack(labels)
+
+
+def ours(items, size, workers):
+    """The real level-1 worker over `workers` processes; (pixels, labels)."""
+    tasks = [build.Task("train", i, os.path.basename(p), p, pts, i + 1, "bench") for i, (p, pts) in enumerate(items)]
+    results = list(build.stream(tasks, build.Settings(level=1, size=size), workers=workers, progress=False))
+    bad = [r for r in results if not isinstance(r, build.Sample)]
+    if bad:
+        raise RuntimeError(f"benchmark images rejected: {bad[0]}")
+    return np.stack([r.pixels for r in results]), np.stack([r.label for r in results])
+
+
+def _timed(repeat, fn, *args):
+    """(best wall time over `repeat` runs, the output): the machine is shared, and the best
+    run is the one least disturbed by others."""
+    best, out = float("inf"), None
+    for _ in range(repeat):
+        start = time.perf_counter()
+        out = fn(*args)
+        best = min(best, time.perf_counter() - start)
+    return best, out
+
+
+def run(folder, count=DEFAULT_COUNT, size=images.DEFAULT_SIZE, workers=None, seed=0, repeat=DEFAULT_REPEAT,
+        passes=DEFAULT_PASSES, median_width=MEDIAN_WIDTH):
+    """Generate `count` images, time both paths over them `passes` times in a row (best of
+    `repeat`, process start-up included), compare; returns the result dict."""
+    workers = workers or len(os.sched_getaffinity(0))
+    items = make_images(folder, count, seed, median_width) * passes
+    for path, _ in items:  # both paths then read from the page cache
+        with open(path, "rb") as fh:
+            fh.read()
+    dims = np.array([images.probe(p)[:2] for p, _ in items[:count]], dtype=np.float64)
+    load_before = os.getloadavg()[0]  # other work on the machine skews the timings
+    t_naive, (px_naive, lab_naive) = _timed(repeat, naive, items, size)
+    # cv2.resize's default filter, as a quick script would call it: cheaper (it samples 48 x 48
+    # points of the full image) but aliased, so not the same output; reported for reference.
+    t_linear, _ = _timed(repeat, naive, items, size, cv2.INTER_LINEAR)
+    t_one, (px_one, lab_one) = _timed(repeat, ours, items, size, 1)
+    t_ours, (px_ours, lab_ours) = _timed(repeat, ours, items, size, workers)
+    n = len(items)
+    return {
+        "count": count, "passes": passes, "size": size, "workers": workers, "cores": os.cpu_count(), "repeat": repeat,
+        "load_average_before": load_before,
+        "median_width": float(np.median(dims[:, 0])), "median_height": float(np.median(dims[:, 1])),
+        "mean_file_kb": float(np.mean([os.path.getsize(p) for p, _ in items[:count]]) / 1024),
+        "naive_images_per_s": n / t_naive,
+        "ours_one_process_images_per_s": n / t_one,
+        "ours_images_per_s": n / t_ours,
+        "speedup": t_naive / t_ours,
+        "naive_linear_images_per_s": n / t_linear,
+        "speedup_vs_naive_linear": t_linear / t_ours,
+        "labels_identical": bool(np.array_equal(lab_naive, lab_ours) and np.array_equal(lab_one, lab_ours)),
+        "pixels_identical_across_workers": bool(np.array_equal(px_one, px_ours)),
+        "mean_abs_pixel_difference_vs_naive": float(np.abs(px_naive.astype(np.int16) - px_ours).mean()),
+    }
+
+
+def report(result):
+    """The side-by-side table, as text."""
+    r = result
+    lines = [
+        f"{r['count']} JPEGs x {r['passes']} passes, median {r['median_width']:.0f} x {r['median_height']:.0f} px, "
+        f"mean {r['mean_file_kb']:.0f} KB; output {r['size']} x {r['size']}; best of {r['repeat']}; "
+        f"load average before {r['load_average_before']:.2f} on {r['cores']} cores",
+        f"  naive: full decode + resize (INTER_AREA), 1 process   {r['naive_images_per_s']:8.1f} images/s",
+        f"  ours:  reduced decode, 1 process                      {r['ours_one_process_images_per_s']:8.1f} images/s",
+        f"  ours:  reduced decode, {r['workers']} processes".ljust(56) + f"{r['ours_images_per_s']:8.1f} images/s",
+        f"  speedup {r['speedup']:.2f}x   labels identical: {r['labels_identical']}   "
+        f"mean |pixel difference| vs naive: {r['mean_abs_pixel_difference_vs_naive']:.2f} / 255",
+        f"  (for reference, naive with cv2.resize's default bilinear filter, cheaper but aliased: "
+        f"{r['naive_linear_images_per_s']:.1f} images/s; ours is {r['speedup_vs_naive_linear']:.2f}x that)",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,338 @@
+"""Owns turning a list of tasks into a finished data folder, for both levels.
+
+A `Task` is one sample to make (an image, its ground truth, level 1's prediction for level 2,
+an augmentation jitter for a copy). `make_sample` is the per-sample worker: it reads the
+header, checks the points, applies the threshold (level 2), decodes at the reduction the
+region allows, cuts and labels; any bad input becomes a `Problem`, never an exception.
+`run` streams the tasks through a process pool (ordered, chunked, progress bar with ETA)
+into the writers, then writes the preview and the manifest. The CLI options both levels
+share are defined here too, once.
+"""
+from collections import Counter
+from dataclasses import dataclass
+import multiprocessing
+import os
+import signal
+import sys
+import threading
+import time
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from landmarks.crop import crop_box
+from landmarks.labels import as_rows, normalise
+from landmarks.metrics import image_errors
+from data_prep import augment, celeba, images, manifest, writers
+from data_prep.celeba import Problem
+from data_prep.preview import contact_sheet
+
+PREVIEW_COUNT = 40  # "the first few dozen" samples on the contact sheet
+SHOW_PROBLEMS = 20  # skips printed on screen; all of them go into the manifest
+POINT_COLUMNS = tuple(f"{a}{i}" for i in range(1, 6) for a in "xy")
+
+
+@dataclass(frozen=True)
+class Settings:
+    level: int
+    size: int = images.DEFAULT_SIZE
+    thresh: float = float("inf")  # level 2: training samples with a larger level-1 error are dropped
+
+
+@dataclass(frozen=True)
+class Task:
+    split: str
+    index: int  # the entry's position in the data set (seeds its augmentation)
+    name: str
+    path: str
+    points: np.ndarray  # ground truth (5, 2), original pixels
+    line: int  # in the landmark file
+    source: str  # the landmark file, for messages
+    prediction: np.ndarray = None  # level 2: level 1's points (5, 2), original pixels
+    copy: int = 0  # 0: the sample itself; k >= 1: augmented copy k
+    jitter: augment.Jitter = None
+
+
+@dataclass
+class Sample:
+    split: str
+    pixels: np.ndarray  # uint8 (S, S, 3) BGR
+    label: np.ndarray  # float32 (10,)
+    row: list  # the samples.tsv fields
+    frame: tuple  # (w, h) of the box the patch shows, to draw labels back
+    notes: tuple  # ("converted from L", ...) counted in the manifest
+
+
+def tsv_header(level):
+    base = ("name", "width", "height") + POINT_COLUMNS
+    box = ("crop_x0", "crop_y0", "crop_x1", "crop_y1") if level == 2 else ()
+    return base + box + ("aug", "transform") + (("fallback",) if level == 2 else ())
+
+
+def _fmt(v):
+    return f"{float(v):.10g}"
+
+
+def make_sample(task, settings):
+    """One `Sample`, or the `Problem` that prevents it. Never raises for bad input."""
+    where = f"listed at {os.path.basename(task.source)}:{task.line}"
+    try:
+        encoded = images.open_image(task.path)  # read once; header parsed, nothing decoded yet
+    except images.ImageError as exc:
+        return Problem(exc.kind, "; ".join(filter(None, [exc.detail, where])), task.path, 0, task.name)
+    width, height, mode = encoded.width, encoded.height, encoded.mode
+    gt = task.points
+    if np.any(gt < 0) or np.any(gt[:, 0] > width - 1) or np.any(gt[:, 1] > height - 1):
+        return Problem("point outside the image", f"image is {width}x{height}", task.source, task.line, task.name)
+    if width < 2 or height < 2:
+        return Problem("image too small", f"{width}x{height}", task.path, 0, task.name)
+    notes = []
+    fallback = ""
+    if settings.level == 1:
+        box = (0, 0, width, height)
+    else:
+        error = float(image_errors(task.prediction[None], gt[None], [width], [height])[0])
+        if task.split == "train" and not error <= settings.thresh:  # `not <=`: a NaN error is dropped too
+            return Problem("level-1 error above threshold", f"{error:.4f} > {settings.thresh}",
+                           task.source, task.line, task.name)
+        crop = crop_box(task.prediction, width, height)
+        box, fallback = (crop.x0, crop.y0, crop.x1, crop.y1), crop.fallback
+        if fallback:
+            notes.append(f"crop fallback: {fallback}")
+    transform = None
+    if task.jitter is not None:
+        box, transform = augment.apply(box, task.jitter)
+    region = (box[2] - box[0], box[3] - box[1])
+    try:
+        decoded = images.decode(encoded, min_side=settings.size, region=region)
+    except images.ImageError as exc:
+        return Problem(exc.kind, "; ".join(filter(None, [exc.detail, where])), task.path, 0, task.name)
+    if mode not in ("RGB",):
+        notes.append(f"converted from {mode}")
+    if settings.level == 1 and transform is None:
+        pixels = images.level1_pixels(decoded, settings.size)  # the same pixels as render, faster
+    else:
+        pixels = images.render(decoded, images.frame_matrix(box, settings.size, transform), settings.size)
+    frame_pts = augment.frame_points(gt, box, transform, flip=task.jitter is not None and task.jitter.flip)
+    label = as_rows(normalise(frame_pts, region[0], region[1])).astype(np.float32)
+    row = [task.name, width, height] + [_fmt(v) for v in gt.reshape(-1)]
+    if settings.level == 2:
+        row += list(box)
+    row += [task.copy, task.jitter.describe() if task.jitter is not None else "-"]
+    if settings.level == 2:
+        row.append(fallback.replace(" ", "_") or "-")
+    return Sample(task.split, pixels, label, row, region, tuple(notes))
+
+
+_SETTINGS = None
+
+
+def _init_worker(settings):
+    global _SETTINGS
+    _SETTINGS = settings
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle (clean abort)
+
+
+def _work(task):
+    return make_sample(task, _SETTINGS)
+
+
+def available_cores():
+    return len(os.sched_getaffinity(0))  # respects taskset and CPU-limited containers
+
+
+def _bounded(tasks, slots, stopped):
+    """The tasks, one per free slot: Pool.imap reads its input as fast as it can and keeps
+    every finished result until it is consumed, so without this a slow writer would let
+    the whole data set pile up in memory."""
+    for task in tasks:
+        slots.acquire()
+        if stopped.is_set():
+            return
+        yield task
+
+
+def stream(tasks, settings, workers=None, progress=True, desc=""):
+    """Yield `make_sample` results in task order, using `workers` processes; at most a few
+    chunks per worker are in flight at any time."""
+    workers = workers or available_cores()
+    if workers <= 1 or len(tasks) < 2:
+        with tqdm(total=len(tasks), unit="img", disable=not progress, desc=desc, dynamic_ncols=True) as bar:
+            for task in tasks:
+                yield make_sample(task, settings)
+                bar.update()
+        return
+    # Chunks amortise the inter-process traffic; small enough to keep the bar moving.
+    chunk = max(1, min(64, len(tasks) // (workers * 8)))
+    slots, stopped = threading.Semaphore(4 * chunk * workers), threading.Event()
+    # One OpenCV thread per worker (the processes are the parallelism). It must be set in the
+    # parent before forking: cv2.setNumThreads in a child forked after the parent used
+    # OpenCV's thread pool (any large cv2.resize) deadlocks. Fork, not spawn, so that callers
+    # need no `if __name__ == "__main__"` guard and workers start at once.
+    threads = cv2.getNumThreads()
+    cv2.setNumThreads(1)
+    try:
+        with multiprocessing.get_context("fork").Pool(workers, initializer=_init_worker, initargs=(settings,)) as pool:
+            with tqdm(total=len(tasks), unit="img", disable=not progress, desc=desc, dynamic_ncols=True) as bar:
+                try:
+                    for result in pool.imap(_work, _bounded(tasks, slots, stopped), chunksize=chunk):
+                        slots.release()
+                        yield result
+                        bar.update()
+                finally:
+                    # Unblock the pool's feeder thread (it may wait for a slot) so the pool can close.
+                    stopped.set()
+                    for _ in range(workers * chunk + 1):
+                        slots.release()
+    finally:
+        cv2.setNumThreads(threads)
+
+
+def _say(text, progress):
+    (tqdm.write if progress else print)(text, file=sys.stderr)
+
+
+def run(out_dir, tasks, settings, record, formats, shard_size=writers.DEFAULT_SHARD_SIZE,
+        workers=None, progress=True):
+    """Make every task's sample and write the data folder; returns the manifest dict.
+    `record` holds the manifest's fixed part (key, source, options, reading problems)."""
+    started = time.time()
+    expected = Counter(t.split for t in tasks)
+    writer = writers.DatasetWriter(out_dir, formats, settings.size, shard_size, expected, tsv_header(settings.level))
+    skipped = list(record.pop("problems", []))
+    for warning in record.get("warnings", []):
+        _say(f"warning: {warning}", progress)
+    for problem in skipped[:SHOW_PROBLEMS]:
+        _say(f"skip: {problem}", progress)
+    notes, preview, skipped_copies = Counter(), [], 0
+    try:
+        results = stream(tasks, settings, workers, progress, desc=f"level {settings.level}")
+        for i, result in enumerate(results):  # (not zip: the stream must run to its end and close its pool)
+            if isinstance(result, Problem) and tasks[i].copy:
+                skipped_copies += 1  # the same problem as its original's, listed once there
+                continue
+            if isinstance(result, Problem):
+                skipped.append(result)
+                if len(skipped) <= SHOW_PROBLEMS:
+                    _say(f"skip: {result}", progress)
+                continue
+            writer.add(result.split, result.pixels, result.label, result.row)
+            notes.update(result.notes)
+            if len(preview) < PREVIEW_COUNT:
+                preview.append(result)
+        if preview:
+            sheet = contact_sheet([s.pixels for s in preview], [s.label for s in preview], [s.frame for s in preview])
+            cv2.imwrite(os.path.join(writer.tmp_dir, "preview.png"), sheet)
+        counts = writer.counts()
+        written = writer.commit()
+    except BaseException:
+        writer.abort()
+        raise
+    if len(skipped) > SHOW_PROBLEMS:
+        _say(f"... {len(skipped) - SHOW_PROBLEMS} more skipped (all listed in {out_dir}/manifest.json)", progress)
+    by_kind = Counter(p.kind for p in skipped)
+    result = dict(record)
+    empty = [s for s in ("train", "test") if not counts.get(s)]
+    if empty:  # the generated nets read train and test
+        result["warnings"] = list(result.get("warnings", [])) + [f"no {' or '.join(empty)} samples written"]
+        _say(f"warning: no {' or '.join(empty)} samples written", progress)
+    result["counts"] = {
+        "tasks": dict(expected),
+        "written": {split: counts.get(split, 0) for split in celeba.SPLITS},
+        "augmented_copies": dict(Counter(t.split for t in tasks if t.copy)),
+        "skipped": len(skipped),
+        "skipped_copies": skipped_copies,
+        "skipped_by_kind": dict(by_kind),
+        "notes": dict(notes),
+    }
+    result["skipped"] = [p.as_dict() for p in skipped]
+    result["outputs"] = manifest.output_records(out_dir, written)
+    result["seconds"] = round(time.time() - started, 2)
+    manifest.write(out_dir, result)
+    return result
+
+
+# ---- the command-line options both levels share ------------------------------------------
+
+def add_common_arguments(parser):
+    parser.add_argument("--celeba", required=True, metavar="ROOT",
+                        help="CelebA root as distributed (Img/, Anno/, Eval/; or those files flattened into ROOT)")
+    parser.add_argument("--out", required=True, metavar="DIR", help="output folder (hdf5/, lmdb/, *.samples.tsv, manifest.json)")
+    parser.add_argument("--format", choices=writers.FORMAT_CHOICES, default="hdf5",
+                        help="what to write (default: %(default)s)")
+    parser.add_argument("--variant", choices=sorted(celeba.VARIANTS), default="wild",
+                        help="in-the-wild images or the aligned ones (default: %(default)s, as in the article)")
+    parser.add_argument("--split", choices=celeba.SPLIT_CHOICES, default="official",
+                        help="official partition, or the article's seeded random split (default: %(default)s)")
+    parser.add_argument("--train-fraction", type=float, default=0.8, help="--split random: train share (default: the article's 0.8)")
+    parser.add_argument("--val-fraction", type=float, default=0.0, help="--split random: val share, the rest is test (default: 0)")
+    parser.add_argument("--seed", type=int, default=0, help="seeds the random split, the training order and augmentation")
+    parser.add_argument("--limit", type=int, default=None, metavar="N",
+                        help="use at most N images, shared among the splits in proportion (quick runs)")
+    parser.add_argument("--size", type=int, default=images.DEFAULT_SIZE, help="network input side in pixels (default: %(default)s)")
+    parser.add_argument("--shard-size", type=int, default=writers.DEFAULT_SHARD_SIZE,
+                        help="max samples per HDF5 file; HDF5Data loads a whole file (default: %(default)s)")
+    parser.add_argument("--augment", type=int, default=0, metavar="COPIES",
+                        help="transformed copies per TRAINING image (default: 0, the article's data)")
+    defaults = augment.AugmentConfig()
+    parser.add_argument("--aug-flip", type=float, default=defaults.flip, help="mirror probability (default: %(default)s)")
+    parser.add_argument("--aug-rotate", type=float, default=defaults.rotate, help="max rotation in degrees (default: %(default)s)")
+    parser.add_argument("--aug-scale", type=float, default=defaults.scale, help="box scale jitter, +-fraction (default: %(default)s)")
+    parser.add_argument("--aug-shift", type=float, default=defaults.shift, help="box shift jitter, +-fraction of its size (default: %(default)s)")
+    parser.add_argument("--workers", type=int, default=available_cores(),
+                        help="worker processes (default: every available core, here %(default)s)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--force", action="store_true", help="rebuild even when manifest.json says the output is current")
+
+
+def dataset_options(args):
+    """The options that decide the samples (the build key), JSON-ready."""
+    return {
+        "root": os.path.abspath(args.celeba), "variant": args.variant, "split": args.split,
+        "train_fraction": args.train_fraction, "val_fraction": args.val_fraction, "seed": args.seed,
+        "limit": args.limit, "size": args.size, "shard_size": args.shard_size, "format": args.format,
+        "augment": {"copies": args.augment, "flip": args.aug_flip, "rotate": args.aug_rotate,
+                    "scale": args.aug_scale, "shift": args.aug_shift},
+    }
+
+
+def load_dataset(args):
+    return celeba.load(args.celeba, args.variant, args.split, args.train_fraction, args.val_fraction,
+                       args.seed, args.limit)
+
+
+def augment_config(args):
+    try:
+        return augment.AugmentConfig(args.augment, args.aug_flip, args.aug_rotate, args.aug_scale, args.aug_shift)
+    except ValueError as exc:
+        raise celeba.DataError(str(exc)) from None
+
+
+def order_tasks(tasks, seed, aug, make_copy):
+    """Training tasks plus their augmented copies in a seeded shuffled order, then val and test
+    in CelebA order. `make_copy(task, copy, jitter)` makes copy k of a task."""
+    train = [t for t in tasks if t.split == "train"]
+    train += [make_copy(t, k, augment.draw(aug, seed, t.index, k)) for t in train for k in range(1, aug.copies + 1)]
+    order = np.random.default_rng(seed).permutation(len(train))
+    rest = [t for s in ("val", "test") for t in tasks if t.split == s]
+    return [train[i] for i in order] + rest
+
+
+def preflight(args, level, input_files, extra_options=None):
+    """(key, record, up_to_date): the build key and manifest's fixed part; `up_to_date` when
+    DIR already holds this build (nothing to do)."""
+    if args.shard_size < 1 or args.size < 8 or (args.workers is not None and args.workers < 1):
+        raise celeba.DataError("--shard-size and --workers must be at least 1, --size at least 8")
+    options = dict(dataset_options(args), **(extra_options or {}))
+    key, inputs = manifest.build_key(level, options, input_files)
+    record = {"level": level, "key": key, "format_version": manifest.FORMAT_VERSION,
+              "inputs": inputs, "options": options}
+    return key, record, (not args.force and manifest.is_current(args.out, key))
+
+
+def summary(result):
+    c = result["counts"]
+    written = ", ".join(f"{s} {n}" for s, n in c["written"].items())
+    notes = f"; notes {c['notes']}" if c["notes"] else ""
+    return f"wrote {written}; skipped {c['skipped']}" + (f" {c['skipped_by_kind']}" if c["skipped"] else "") + notes

@@ -1,0 +1,273 @@
+"""Owns reading CelebA as distributed: where its files are, parsing them, and the splits.
+
+Layout (either variant; `--variant wild|align`):
+    ROOT/Img/img_celeba/            ROOT/Anno/list_landmarks_celeba.txt
+    ROOT/Img/img_align_celeba/      ROOT/Anno/list_landmarks_align_celeba.txt
+    ROOT/Eval/list_eval_partition.txt
+Each file is also found directly under ROOT (a flattened copy), and the images too.
+
+The landmark file may keep or drop its two header lines (the count, the column names).
+Bad lines are never fatal: each becomes a `Problem` naming the file and line, and the entry
+is left out. Fatal conditions (no landmark file, no image folder, nothing usable) raise
+`DataError`. Image names are refused unless they are a plain file name (no path separator,
+no `..`), so that nothing outside the image folder is ever read.
+"""
+from dataclasses import dataclass, field
+import math
+import os
+
+import numpy as np
+
+from landmarks.labels import NUM_POINTS
+
+VARIANTS = {
+    "wild": ("img_celeba", "list_landmarks_celeba.txt"),
+    "align": ("img_align_celeba", "list_landmarks_align_celeba.txt"),
+}
+PARTITION_FILE = "list_eval_partition.txt"
+SPLITS = ("train", "val", "test")
+PARTITION_CODES = {"0": "train", "1": "val", "2": "test"}
+SPLIT_CHOICES = ("official", "random")
+
+
+class DataError(Exception):
+    """A fatal problem with the input: nothing sensible can be built."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One skipped item: what kind (for counting), details, and where."""
+    kind: str
+    detail: str
+    file: str
+    line: int = 0
+    name: str = ""
+
+    def __str__(self):
+        where = f"{self.file}:{self.line}" if self.line else self.file
+        return f"{where}: {self.name + ': ' if self.name else ''}{self.kind}" + (f" ({self.detail})" if self.detail else "")
+
+    def as_dict(self):
+        return {"kind": self.kind, "detail": self.detail, "file": self.file, "line": self.line, "name": self.name}
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One annotated image: its name, its five (x, y) points in original pixels, its split,
+    and the landmark-file line it came from."""
+    name: str
+    points: np.ndarray
+    split: str
+    line: int
+
+
+@dataclass
+class Dataset:
+    root: str
+    variant: str
+    image_dir: str
+    landmark_file: str
+    partition_file: str  # "" when the split is random
+    entries: list  # Entry, CelebA order within each split
+    problems: list = field(default_factory=list)
+    header_count: int = -1  # the count line of the landmark file, -1 when absent
+    warnings: list = field(default_factory=list)  # not skips: things worth a look
+
+    def image_path(self, name):
+        return os.path.join(self.image_dir, name)
+
+    def split(self, split):
+        return [e for e in self.entries if e.split == split]
+
+
+def unsafe_name(name):
+    """Why an image name must not be used, or '' when it is a plain file name."""
+    if not name or name in (".", ".."):
+        return "empty or dot name"
+    if "/" in name or "\\" in name or os.sep in name or (os.altsep and os.altsep in name):
+        return "path separator in name"
+    if ".." in name:
+        return "'..' in name"
+    if "\0" in name:
+        return "NUL in name"
+    return ""
+
+
+def _first_existing(candidates, want_dir):
+    for path in candidates:
+        if (os.path.isdir(path) if want_dir else os.path.isfile(path)):
+            return path
+    return ""
+
+
+def locate(root, variant="wild"):
+    """(image folder, landmark file, partition file or '') for a CelebA root."""
+    if variant not in VARIANTS:
+        raise DataError(f"variant must be one of {sorted(VARIANTS)}, got {variant!r}")
+    if not os.path.isdir(root):
+        raise DataError(f"{root}: no such dataset folder")
+    root = os.path.abspath(root)
+    image_folder, landmark_name = VARIANTS[variant]
+    landmarks = _first_existing([os.path.join(root, "Anno", landmark_name), os.path.join(root, landmark_name)], False)
+    if not landmarks:
+        raise DataError(f"{root}: no {landmark_name} (looked in Anno/ and in the root)")
+    images = _first_existing([os.path.join(root, "Img", image_folder), os.path.join(root, image_folder)], True)
+    if not images:
+        # fully flattened: the images themselves beside the annotation files
+        images = root if any(n.lower().endswith((".jpg", ".jpeg", ".png")) for n in os.listdir(root)) else ""
+    if not images:
+        raise DataError(f"{root}: no image folder Img/{image_folder}/ (nor {image_folder}/, nor images in the root)")
+    partition = _first_existing([os.path.join(root, "Eval", PARTITION_FILE), os.path.join(root, PARTITION_FILE)], False)
+    return images, landmarks, partition
+
+
+def _read_lines(path):
+    try:
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            return fh.read().splitlines()
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read ({exc.strerror})") from None
+
+
+def _is_number(token):
+    try:
+        float(token)
+        return True
+    except ValueError:
+        return False
+
+
+def read_landmarks(path):
+    """([(name, points (5, 2), line)], [Problem], header count or -1). Header lines are
+    recognised (a lone integer, then a line of non-numeric column names) and optional."""
+    lines = _read_lines(path)
+    rows, problems, seen = [], [], {}
+    header_count, start = -1, 0
+    first = [(i, ln.split()) for i, ln in enumerate(lines[:2])]
+    if first and len(first[0][1]) == 1 and first[0][1][0].isdigit():
+        header_count, start = int(first[0][1][0]), 1
+    if len(lines) > start and len(lines[start].split()) == 2 * NUM_POINTS and \
+            not any(_is_number(t) for t in lines[start].split()):
+        start += 1  # the column-name line
+    expected = 1 + 2 * NUM_POINTS
+    for number, text in enumerate(lines[start:], start=start + 1):
+        fields = text.split()
+        if not fields:
+            continue
+        name = fields[0]
+        if len(fields) != expected:
+            problems.append(Problem("wrong number of fields", f"{len(fields)}, expected {expected}", path, number, name))
+            continue
+        why = unsafe_name(name)
+        if why:
+            problems.append(Problem("unsafe image name", why, path, number, name))
+            continue
+        try:
+            values = np.array([float(t) for t in fields[1:]], dtype=np.float64)
+        except ValueError:
+            bad = next(t for t in fields[1:] if not _is_number(t))
+            problems.append(Problem("non-numeric value", repr(bad), path, number, name))
+            continue
+        if not np.all(np.isfinite(values)):
+            problems.append(Problem("non-numeric value", "not finite", path, number, name))
+            continue
+        if name in seen:
+            problems.append(Problem("duplicate name", f"first on line {seen[name]}", path, number, name))
+            continue
+        seen[name] = number
+        rows.append((name, values.reshape(NUM_POINTS, 2), number))
+    return rows, problems, header_count
+
+
+def read_partition(path):
+    """({name: (split, line)}, [Problem]) from list_eval_partition.txt (`name 0|1|2`)."""
+    lines = _read_lines(path)
+    splits, problems = {}, []
+    for number, text in enumerate(lines, start=1):
+        fields = text.split()
+        if not fields:
+            continue
+        name = fields[0]
+        if len(fields) != 2:
+            problems.append(Problem("wrong number of fields", f"{len(fields)}, expected 2", path, number, name))
+        elif fields[1] not in PARTITION_CODES:
+            problems.append(Problem("bad partition value", f"{fields[1]!r}, expected 0, 1 or 2", path, number, name))
+        elif name in splits:
+            problems.append(Problem("duplicate name", f"first on line {splits[name][1]}", path, number, name))
+        else:
+            splits[name] = (PARTITION_CODES[fields[1]], number)
+    return splits, problems
+
+
+def _limit(entries, limit):
+    """At most `limit` entries in all, shared among the splits in proportion to their sizes
+    (each non-empty split keeps at least one), the first ones of each split in CelebA order,
+    so that a quick run still has a test set."""
+    if limit is None or limit >= len(entries):
+        return entries
+    by_split = {s: [e for e in entries if e.split == s] for s in SPLITS}
+    total = len(entries)
+    keep = {s: max(1, math.floor(limit * len(v) / total)) if v else 0 for s, v in by_split.items()}
+    # hand out what rounding left, largest split first
+    for s in sorted(SPLITS, key=lambda s: -len(by_split[s])):
+        while sum(keep.values()) < limit and keep[s] < len(by_split[s]):
+            keep[s] += 1
+    chosen = {id(e) for s in SPLITS for e in by_split[s][:keep[s]]}
+    return [e for e in entries if id(e) in chosen]
+
+
+def load(root, variant="wild", split="official", train_fraction=0.8, val_fraction=0.0, seed=0, limit=None):
+    """Read a CelebA root into a `Dataset` (entries in CelebA order, each with its split).
+
+    split="official": Eval/list_eval_partition.txt; images on one list only are problems.
+    split="random": the article's split, a seeded permutation: `train_fraction` train,
+    `val_fraction` val, the rest test (the partition file is not read)."""
+    if split not in SPLIT_CHOICES:
+        raise DataError(f"split must be one of {SPLIT_CHOICES}, got {split!r}")
+    if not (0 < train_fraction <= 1 and 0 <= val_fraction and train_fraction + val_fraction <= 1):
+        raise DataError(f"bad fractions: train {train_fraction}, val {val_fraction}")
+    if limit is not None and limit < 1:
+        raise DataError(f"--limit must be at least 1, got {limit}")
+    image_dir, landmark_file, partition_file = locate(root, variant)
+    rows, problems, header_count = read_landmarks(landmark_file)
+    warnings = []
+    if header_count >= 0 and header_count != len(rows) + len(problems):
+        # Not a skipped item: the entries are all there to read; the count is only a hint.
+        warnings.append(f"{landmark_file}:1: the count line says {header_count}, "
+                        f"the file has {len(rows) + len(problems)} entries")
+    entries = []
+    if split == "official":
+        if not partition_file:
+            raise DataError(f"{root}: no {PARTITION_FILE} (looked in Eval/ and in the root); "
+                            "give it, or use --split random")
+        partition, part_problems = read_partition(partition_file)
+        problems += part_problems
+        annotated = set()
+        for name, points, line in rows:
+            annotated.add(name)
+            if name not in partition:
+                problems.append(Problem("not in the partition file", os.path.basename(partition_file),
+                                        landmark_file, line, name))
+                continue
+            entries.append(Entry(name, points, partition[name][0], line))
+        # an image whose landmark line was bad is reported once, for that line
+        reported = {p.name for p in problems if p.file == landmark_file}
+        for name, (_, line) in partition.items():
+            if name not in annotated and name not in reported:
+                problems.append(Problem("not in the landmark file", os.path.basename(landmark_file),
+                                        partition_file, line, name))
+    else:
+        partition_file = ""
+        order = np.random.default_rng(seed).permutation(len(rows))
+        n_train = int(round(train_fraction * len(rows)))
+        n_val = int(round(val_fraction * len(rows)))
+        split_of = np.empty(len(rows), dtype=object)
+        split_of[order[:n_train]] = "train"
+        split_of[order[n_train:n_train + n_val]] = "val"
+        split_of[order[n_train + n_val:]] = "test"
+        entries = [Entry(name, points, split_of[i], line) for i, (name, points, line) in enumerate(rows)]
+    entries = _limit(entries, limit)
+    if not entries:
+        raise DataError(f"{landmark_file}: no usable entries" + (f" ({len(problems)} problems, first: {problems[0]})" if problems else ""))
+    return Dataset(os.path.abspath(root), variant, image_dir, landmark_file, partition_file, entries,
+                   problems, header_count, warnings)

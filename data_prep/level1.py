@@ -1,0 +1,67 @@
+"""Level-1 data: every image resized whole to S x S, labels normalised by the image size.
+
+    python -m data_prep.level1 --celeba ROOT --out DIR --format hdf5|lmdb|both [options]
+
+Writes DIR in the layout of `data_prep.writers` (HDF5 shards + list files and/or LMDB pairs,
+`{split}.samples.tsv`, `preview.png`, `manifest.json`). Rerunning with the same inputs and
+options finds the manifest current and does nothing.
+"""
+import argparse
+import dataclasses
+import sys
+
+from data_prep import build
+from data_prep.celeba import DataError, locate
+
+
+def tasks_for(dataset):
+    """One task per entry, in CelebA order."""
+    return [build.Task(e.split, i, e.name, dataset.image_path(e.name), e.points, e.line, dataset.landmark_file)
+            for i, e in enumerate(dataset.entries)]
+
+
+def build_level1(args):
+    """Build (or find current) the level-1 data folder; returns the manifest dict, or None
+    when it was already current."""
+    _, landmark_file, partition_file = locate(args.celeba, args.variant)
+    inputs = {"landmarks": landmark_file}
+    if args.split == "official" and partition_file:
+        inputs["partition"] = partition_file
+    _, record, current = build.preflight(args, 1, inputs)
+    if current:
+        return None
+    dataset = build.load_dataset(args)
+    aug = build.augment_config(args)
+    tasks = build.order_tasks(tasks_for(dataset), args.seed, aug,
+                              lambda t, k, j: dataclasses.replace(t, copy=k, jitter=j))
+    record.update(source={"root": dataset.root, "variant": dataset.variant, "image_dir": dataset.image_dir},
+                  problems=dataset.problems, warnings=dataset.warnings)
+    return build.run(args.out, tasks, build.Settings(level=1, size=args.size), record,
+                     build.writers.formats_of(args.format), args.shard_size, args.workers, not args.quiet)
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m data_prep.level1", description=__doc__.split("\n\n")[0])
+    build.add_common_arguments(parser)
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    try:
+        result = build_level1(args)
+    except DataError as exc:
+        print(f"data_prep.level1: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("data_prep.level1: interrupted; nothing was written", file=sys.stderr)
+        return 130
+    if result is None:
+        print(f"data_prep.level1: {args.out} is up to date (manifest.json); nothing to do")
+    else:
+        print(f"data_prep.level1: {build.summary(result)} -> {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,76 @@
+"""Owns `manifest.json`: the record of a finished build, and deciding whether a rerun can reuse it.
+
+A build's key is a hash of everything its output depends on: the level, the options that
+change samples (not --workers), the data_prep format version, and the SHA-256 of its input
+text files (landmarks, partition, predictions). Image files are not hashed (202,599 of them):
+the manifest records the image folder, and replacing images in place needs `--force`.
+The manifest is written last and atomically, so its presence marks a complete build.
+"""
+import datetime
+import hashlib
+import json
+import os
+import tempfile
+
+MANIFEST = "manifest.json"
+FORMAT_VERSION = 1  # bump when the written samples change for the same inputs and options
+
+
+def sha256_file(path, block=1 << 20):
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(block), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def build_key(level, options, input_files):
+    """(key, {role: {path, sha256}}) for the options and the input files ({role: path or ''})."""
+    inputs = {role: {"path": os.path.abspath(path), "sha256": sha256_file(path)}
+              for role, path in sorted(input_files.items()) if path}
+    payload = json.dumps({"format_version": FORMAT_VERSION, "level": level, "options": options,
+                          "inputs": {role: v["sha256"] for role, v in inputs.items()}}, sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest(), inputs
+
+
+def load(out_dir):
+    path = os.path.join(out_dir, MANIFEST)
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return json.load(fh)
+    except (OSError, ValueError):
+        return None
+
+
+def is_current(out_dir, key):
+    """True when DIR holds a finished build with this key whose outputs are all still there
+    with their recorded sizes (sizes, not checksums: checking must cost nothing)."""
+    manifest = load(out_dir)
+    if not manifest or manifest.get("key") != key:
+        return False
+    for rel, info in manifest.get("outputs", {}).items():
+        path = os.path.join(out_dir, rel)
+        if not os.path.isfile(path) or os.path.getsize(path) != info.get("bytes"):
+            return False
+    return True
+
+
+def output_records(out_dir, relpaths):
+    """{relative path: {bytes, sha256}} of the written files (lock files are not data)."""
+    records = {}
+    for rel in relpaths:
+        if os.path.basename(rel) == "lock.mdb":
+            continue  # rewritten by every reader that opens the LMDB
+        path = os.path.join(out_dir, rel)
+        records[rel] = {"bytes": os.path.getsize(path), "sha256": sha256_file(path)}
+    return records
+
+
+def write(out_dir, manifest):
+    """Write DIR/manifest.json atomically."""
+    manifest = dict(manifest, written=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))
+    fd, tmp = tempfile.mkstemp(prefix=".manifest-", dir=out_dir)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        json.dump(manifest, fh, indent=1, sort_keys=False)
+        fh.write("\n")
+    os.replace(tmp, os.path.join(out_dir, MANIFEST))

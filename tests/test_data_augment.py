@@ -1,0 +1,106 @@
+"""data_prep.augment through the real worker: labels land on the drawn features after every
+transform, mirrors swap left and right, copies are reproducible; and augmentation end to end."""
+import json
+
+import cv2
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from landmarks.labels import FLIP_ORDER
+from data_prep import augment, build, level1, synthetic
+from data_prep.preview import patch_points
+
+# one colour per point (BGR), all distinct: left eye, right eye, nose, mouth left, mouth right
+COLOURS = np.array([(0, 0, 255), (0, 255, 0), (255, 0, 0), (0, 255, 255), (255, 0, 255)], dtype=float)
+POINTS = np.array([(150, 130), (330, 125), (245, 215), (175, 320), (320, 330)], dtype=float)
+SIZE = 96  # larger than 48 so that the centroids are measured precisely
+
+
+@pytest.fixture(scope="module")
+def dot_image(tmp_path_factory):
+    path = tmp_path_factory.mktemp("dots") / "dots.png"  # PNG: no JPEG ringing between colours
+    img = np.full((430, 470, 3), 0, np.uint8)
+    for (x, y), colour in zip(POINTS, COLOURS):
+        cv2.circle(img, (int(x * 16), int(y * 16)), 12 * 16, tuple(int(c) for c in colour), -1,
+                   lineType=cv2.LINE_AA, shift=4)
+    cv2.imwrite(str(path), img)
+    return path
+
+
+def _blobs(patch):
+    """{colour index: centroid (x, y)} of the coloured discs in a patch."""
+    intensity = patch.astype(float).max(axis=2)
+    labels, n = ndimage.label(intensity > 40)
+    found = {}
+    for k in range(1, n + 1):
+        mask = labels == k
+        mean = patch[mask].astype(float).mean(axis=0)
+        colour = int(np.argmin(np.linalg.norm(COLOURS / 255 - mean / mean.max(), axis=1)))
+        ys, xs = np.nonzero(mask)
+        w = intensity[mask]
+        found[colour] = np.array([(w * xs).sum() / w.sum(), (w * ys).sum() / w.sum()])
+    return found
+
+
+def _check_copy(task, settings, tolerance=0.35):
+    sample = build.make_sample(task, settings)
+    assert isinstance(sample, build.Sample), sample
+    where = patch_points(sample.label, *sample.frame, SIZE)
+    blobs = _blobs(sample.pixels)
+    assert len(blobs) == 5
+    # label i sits on the disc drawn for point i, or for its mirror partner after a flip
+    order = FLIP_ORDER if task.jitter is not None and task.jitter.flip else range(5)
+    for i, drawn in enumerate(order):
+        assert np.abs(where[i] - blobs[drawn]).max() < tolerance, (task.jitter, i)
+    return sample
+
+
+@pytest.mark.parametrize("level", [1, 2])
+def test_labels_land_on_the_drawn_features(dot_image, level):
+    config = augment.AugmentConfig(copies=12, flip=0.5, rotate=25, scale=0.15, shift=0.06)
+    # level 2 crops around a (slightly wrong) level-1 prediction
+    prediction = POINTS + [4, -3] if level == 2 else None
+    settings = build.Settings(level=level, size=SIZE)
+    base = build.Task("train", 7, "dots.png", str(dot_image), POINTS, 1, "test", prediction=prediction)
+    _check_copy(base, settings)
+    flips = 0
+    for k in range(1, config.copies + 1):
+        jitter = augment.draw(config, seed=3, index=7, copy=k)
+        flips += jitter.flip
+        task = build.Task("train", 7, "dots.png", str(dot_image), POINTS, 1, "test", prediction, k, jitter)
+        _check_copy(task, settings)
+    assert 0 < flips < config.copies  # both kinds were exercised
+
+
+def test_flip_alone_is_the_mirror_image(dot_image):
+    settings = build.Settings(level=1, size=SIZE)
+    plain = build.make_sample(build.Task("train", 0, "d", str(dot_image), POINTS, 1, "t"), settings)
+    mirrored = build.make_sample(build.Task("train", 0, "d", str(dot_image), POINTS, 1, "t", None, 1,
+                                            augment.Jitter(flip=True)), settings)
+    np.testing.assert_array_equal(mirrored.pixels, plain.pixels[:, ::-1])
+    lab, mir = plain.label.reshape(5, 2), mirrored.label.reshape(5, 2)
+    # normalised x changes sign; left eye <-> right eye, mouth left <-> mouth right
+    np.testing.assert_allclose(mir, lab[list(FLIP_ORDER)] * [-1, 1], atol=1e-6)
+
+
+def test_draws_are_reproducible_and_bounded():
+    config = augment.AugmentConfig(copies=3, rotate=10, scale=0.1, shift=0.05)
+    a = [augment.draw(config, 1, i, k) for i in range(20) for k in (1, 2, 3)]
+    assert a == [augment.draw(config, 1, i, k) for i in range(20) for k in (1, 2, 3)]
+    assert a != [augment.draw(config, 2, i, k) for i in range(20) for k in (1, 2, 3)]
+    assert all(abs(j.angle) <= 10 and 0.9 <= j.scale <= 1.1 and abs(j.dx) <= 0.05 for j in a)
+    with pytest.raises(ValueError):
+        augment.AugmentConfig(copies=-1)
+
+
+def test_augment_adds_training_copies_only(tmp_path):
+    root = tmp_path / "celeba"
+    synthetic.generate(root, 12, seed=2, workers=1, progress=False)
+    out = tmp_path / "l1"
+    assert level1.main(["--celeba", str(root), "--out", str(out), "--quiet", "--augment", "2", "--workers", "1"]) == 0
+    counts = json.loads((out / "manifest.json").read_text())["counts"]
+    assert counts["written"] == {"train": 30, "val": 1, "test": 1}  # 10 train images x (1 + 2)
+    rows = [line.split("\t") for line in (out / "train.samples.tsv").read_text().splitlines()[1:]]
+    assert sorted(int(r[13]) for r in rows) == [0] * 10 + [1] * 10 + [2] * 10
+    assert all(r[14].startswith("flip=") for r in rows if r[13] != "0")

@@ -1,0 +1,24 @@
+"""tools/bench_data.py runs and reports what it promises (its timings are not tested here)."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+TOOL = Path(__file__).resolve().parent.parent / "tools" / "bench_data.py"
+
+
+def test_bench_data_reports_both_paths(tmp_path):
+    out = tmp_path / "bench.json"
+    result = subprocess.run([sys.executable, str(TOOL), "--count", "6", "--workers", "2", "--json", str(out)],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "speedup" in result.stdout and "images/s" in result.stdout
+    report = json.loads(out.read_text())
+    assert {"naive_images_per_s", "ours_images_per_s", "speedup"} <= report.keys()
+    assert report["labels_identical"] and report["pixels_identical_across_workers"]
+    assert report["speedup"] > 0 and report["count"] == 6
+
+
+def test_bench_data_help():
+    result = subprocess.run([sys.executable, str(TOOL), "--help"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and "--json" in result.stdout and "--count" in result.stdout

@@ -1,0 +1,56 @@
+"""Benchmark level-1 data preparation: naive (full decode + resize, one process) against ours
+(reduced JPEG decode + every core), side by side in one run, on CelebA-sized synthetic JPEGs.
+
+    python tools/bench_data.py [--json FILE] [--count N]
+
+Prints images per second for both and their ratio (target: >= 6 on 2 cores), and checks that
+the labels are identical. A benchmark, not a test: timings depend on the machine's load.
+"""
+import argparse
+import json
+import sys
+import tempfile
+
+from data_prep import benchmark
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--json", metavar="FILE", help="also write the results as JSON here")
+    parser.add_argument("--count", type=int, default=benchmark.DEFAULT_COUNT,
+                        help="images to generate and time (default: %(default)s)")
+    parser.add_argument("--size", type=int, default=48, help="output side in pixels (default: %(default)s)")
+    parser.add_argument("--workers", type=int, default=None, help="processes for ours (default: every available core)")
+    parser.add_argument("--seed", type=int, default=0, help="image generator seed (default: %(default)s)")
+    parser.add_argument("--passes", type=int, default=benchmark.DEFAULT_PASSES,
+                        help="each timed run goes over the images this many times (default: %(default)s)")
+    parser.add_argument("--median-width", type=int, default=benchmark.MEDIAN_WIDTH,
+                        help="median image width in px; larger images favour reduced decoding (default: %(default)s)")
+    parser.add_argument("--repeat", type=int, default=benchmark.DEFAULT_REPEAT,
+                        help="time each path this many times and keep the best (default: %(default)s)")
+    parser.add_argument("--keep", metavar="DIR", help="write the images here and keep them (default: a temporary folder)")
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if min(args.count, args.repeat, args.passes) < 1:
+        print("bench_data: --count, --passes and --repeat must be at least 1", file=sys.stderr)
+        return 2
+    if args.keep:
+        result = benchmark.run(args.keep, args.count, args.size, args.workers, args.seed, args.repeat, args.passes,
+                                   args.median_width)
+    else:
+        with tempfile.TemporaryDirectory(prefix="bench_data-") as folder:
+            result = benchmark.run(folder, args.count, args.size, args.workers, args.seed, args.repeat, args.passes,
+                                   args.median_width)
+    print(benchmark.report(result))
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(result, fh, indent=1)
+            fh.write("\n")
+    return 0 if result["labels_identical"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
