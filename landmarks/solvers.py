@@ -34,8 +34,8 @@ class Schedule:
 SCHEDULES = {
     "article": Schedule("article", max_iter={1: 200000, 2: 120000}, stepvalue=(80000, 100000)),
     # Caffe's CPU BatchNorm dominates: about 0.22 s an iteration at batch 32 on 2 cores, so
-    # about 6 minutes a level, and `make demo` stays within 20 minutes.
-    "demo": Schedule("demo", max_iter={1: 1500, 2: 1500}, stepvalue=(1000, 1300), batch_train=32,
+    # under 5 minutes a level, and `make demo` with the set-up stays within 20 minutes.
+    "demo": Schedule("demo", max_iter={1: 1200, 2: 1200}, stepvalue=(800, 1050), batch_train=32,
                      batch_test=64, test_interval=250, test_iter=8, display=50, snapshot=500,
                      random_seed=1),
     "smoke": Schedule("smoke", max_iter={1: 20, 2: 20}, stepvalue=(15,), batch_train=8, batch_test=8,
