@@ -155,11 +155,9 @@ def _dataset(settings, root):
 
 
 def _test_iter(data_dir, batch):
-    """Enough test batches to see the (test-phase) split once."""
+    """Enough test batches to see the (test-phase) split once, from data prep's manifest."""
     manifest = _read_json(Path(data_dir) / "manifest.json", {})
-    count = (manifest.get("counts") or {}).get("test") or 0
-    if isinstance(count, dict):
-        count = count.get("written", 0)
+    count = ((manifest.get("counts") or {}).get("written") or {}).get("test", 0)
     return max(1, math.ceil(count / batch)) if count else None
 
 

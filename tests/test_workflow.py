@@ -105,3 +105,9 @@ def test_cascade_eval_reproduces_the_runs_test_score(smoke_run, tmp_path):
     assert result["images"] == len(test)
     for level in ("level1", "level2"):
         assert result[level]["mean_error"] == pytest.approx(metrics[level]["mean_error"], rel=1e-6)
+
+
+def test_test_iter_covers_the_test_split_once(tmp_path):
+    (tmp_path / "manifest.json").write_text(json.dumps({"counts": {"written": {"train": 900, "test": 130}}}))
+    assert workflow._test_iter(tmp_path, 64) == 3
+    assert workflow._test_iter(tmp_path / "missing", 64) is None
