@@ -28,13 +28,15 @@ def per_point_bars(series, path, title="Mean error per point"):
     fig, ax = plt.subplots(figsize=(7, 4))
     width = 0.8 / max(len(series), 1)
     x = np.arange(len(POINT_NAMES))
+    top = max([float(np.nanmax(np.asarray(v) * 100)) for v in series.values() if len(v)] + [1.0])
+    ax.set_ylim(0, top * 1.3)  # headroom so the legend never covers a bar's label
     for i, (label, values) in enumerate(series.items()):
         bars = ax.bar(x + (i - (len(series) - 1) / 2) * width, np.asarray(values) * 100, width, label=label)
         ax.bar_label(bars, fmt="%.2f", fontsize=7)
     ax.set_xticks(x, [name.replace("_", " ") for name in POINT_NAMES])
     ax.set_ylabel("mean error (% of image diagonal)")
     ax.set_title(title)
-    ax.legend()
+    ax.legend(loc="upper right", ncol=len(series))
     return _save(fig, path)
 
 
