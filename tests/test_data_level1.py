@@ -232,15 +232,17 @@ def test_interruption_keeps_the_previous_build(celeba_root, tmp_path, monkeypatc
 @pytest.mark.parametrize("sig, workers", [(signal.SIGINT, "2"), (signal.SIGKILL, "1")])
 def test_interrupted_or_killed_run_leaves_nothing_that_looks_finished(celeba_root, tmp_path, sig, workers):
     out = tmp_path / "l1"
-    # many augmented copies so that the build is still running when the signal comes
+    # so many augmented copies that the build is still running when the signal comes, even
+    # on a quiet machine (300 copies could finish within the wait below)
     proc = subprocess.Popen([sys.executable, "-m", "data_prep.level1", "--celeba", str(celeba_root), "--out", str(out),
-                             "--quiet", "--workers", workers, "--augment", "300", "--format", "both"],
+                             "--quiet", "--workers", workers, "--augment", "5000", "--format", "both"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 60
     while not (out.exists() and any(p.startswith(".partial") for p in os.listdir(out))):
         assert time.time() < deadline and proc.poll() is None
         time.sleep(0.02)
     time.sleep(0.3)
+    assert proc.poll() is None, "the build finished before it could be interrupted: give it more work"
     proc.send_signal(sig)
     _, err = proc.communicate(timeout=60)
     assert not (out / "manifest.json").exists() and not (out / "hdf5").exists()
