@@ -84,12 +84,39 @@ def _timed(repeat, fn, *args):
     return best, out
 
 
+def celeba_items(root, count, variant="wild"):
+    """The first `count` readable images of a real CelebA root, as [(path, points (5, 2))]:
+    to check the speed target on the images it was set for."""
+    from data_prep import celeba
+
+    dataset = celeba.load(root, variant=variant, split="random", limit=None)
+    items = []
+    for entry in dataset.entries:
+        path = dataset.image_path(entry.name)
+        try:
+            width, height, _, fmt = images.probe(path)
+        except images.ImageError:
+            continue
+        points = np.asarray(entry.points, dtype=np.float64).reshape(-1, 2)
+        if fmt == "JPEG" and np.all((points >= 0) & (points <= [width - 1, height - 1])):
+            items.append((path, points))
+        if len(items) == count:
+            break
+    if not items:
+        raise ValueError(f"{root}: no readable JPEG with its points inside the image")
+    return items
+
+
 def run(folder, count=DEFAULT_COUNT, size=images.DEFAULT_SIZE, workers=None, seed=0, repeat=DEFAULT_REPEAT,
-        passes=DEFAULT_PASSES, median_width=MEDIAN_WIDTH):
-    """Generate `count` images, time both paths over them `passes` times in a row (best of
-    `repeat`, process start-up included), compare; returns the result dict."""
+        passes=DEFAULT_PASSES, median_width=MEDIAN_WIDTH, items=None):
+    """Time both paths over `count` images `passes` times in a row (best of `repeat`, process
+    start-up included), compare; returns the result dict. The images are `items`
+    ([(path, points)], e.g. celeba_items) when given, else synthetic ones generated in folder."""
     workers = workers or len(os.sched_getaffinity(0))
-    items = make_images(folder, count, seed, median_width) * passes
+    if items is None:
+        items = make_images(folder, count, seed, median_width)
+    count = len(items)
+    items = list(items) * passes
     for path, _ in items:  # both paths then read from the page cache
         with open(path, "rb") as fh:
             fh.read()

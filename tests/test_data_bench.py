@@ -22,3 +22,20 @@ def test_bench_data_reports_both_paths(tmp_path):
 def test_bench_data_help():
     result = subprocess.run([sys.executable, str(TOOL), "--help"], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0 and "--json" in result.stdout and "--count" in result.stdout
+
+
+def test_bench_data_on_a_celeba_root(tmp_path):
+    """--celeba times the dataset's own JPEGs (here a synthetic root; on a workstation, CelebA)."""
+    from data_prep import synthetic
+
+    root = tmp_path / "celeba"
+    synthetic.generate(root, 12, seed=4, workers=1, progress=False)
+    out = tmp_path / "bench.json"
+    result = subprocess.run([sys.executable, str(TOOL), "--celeba", str(root), "--count", "5", "--passes", "1",
+                             "--repeat", "1", "--json", str(out)], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(out.read_text())
+    assert report["count"] == 5 and report["labels_identical"]
+    missing = subprocess.run([sys.executable, str(TOOL), "--celeba", str(tmp_path / "nowhere")],
+                             capture_output=True, text=True, timeout=60)
+    assert missing.returncode == 2 and "nowhere" in missing.stderr

@@ -28,6 +28,8 @@ def parse_args(argv=None):
                         help="median image width in px; larger images favour reduced decoding (default: %(default)s)")
     parser.add_argument("--repeat", type=int, default=benchmark.DEFAULT_REPEAT,
                         help="time each path this many times and keep the best (default: %(default)s)")
+    parser.add_argument("--celeba", metavar="ROOT",
+                        help="time the first --count images of a real CelebA root instead of synthetic ones")
     parser.add_argument("--keep", metavar="DIR", help="write the images here and keep them (default: a temporary folder)")
     return parser.parse_args(argv)
 
@@ -37,7 +39,15 @@ def main(argv=None):
     if min(args.count, args.repeat, args.passes) < 1:
         print("bench_data: --count, --passes and --repeat must be at least 1", file=sys.stderr)
         return 2
-    if args.keep:
+    if args.celeba:
+        try:
+            items = benchmark.celeba_items(args.celeba, args.count)
+        except Exception as exc:  # DataError, ValueError: the message names the root
+            print(f"bench_data: {exc}", file=sys.stderr)
+            return 2
+        result = benchmark.run(None, args.count, args.size, args.workers, args.seed, args.repeat, args.passes,
+                               items=items)
+    elif args.keep:
         result = benchmark.run(args.keep, args.count, args.size, args.workers, args.seed, args.repeat, args.passes,
                                    args.median_width)
     else:
