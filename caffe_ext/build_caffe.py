@@ -12,7 +12,6 @@ Only the standard library is used, so this file can run before anything else exi
 """
 import argparse
 import filecmp
-import glob
 import hashlib
 import json
 import os

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import h5py
 import numpy as np
-from caffe import layers as L, params as P
+from caffe import layers as L
 import caffe
 from caffe.proto import caffe_pb2
 
