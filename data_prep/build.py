@@ -8,6 +8,7 @@ region allows, cuts and labels; any bad input becomes a `Problem`, never an exce
 into the writers, then writes the preview and the manifest. The CLI options both levels
 share are defined here too, once.
 """
+import contextlib
 from collections import Counter
 from dataclasses import dataclass
 import multiprocessing
@@ -189,6 +190,24 @@ def stream(tasks, settings, workers=None, progress=True, desc=""):
         cv2.setNumThreads(threads)
 
 
+@contextlib.contextmanager
+def _ctrl_c_flag():
+    """Ctrl-C only sets a flag, which the build loop turns into KeyboardInterrupt. Python's own
+    handler raises at whatever bytecode runs next, and when that is a finaliser (a __del__
+    run by the garbage collector: arrays, h5py and lmdb objects churn here) the exception is
+    printed as "ignored" and lost, so the build would run to the end and look finished."""
+    stop = threading.Event()
+    if threading.current_thread() is not threading.main_thread() or \
+            signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        yield stop  # signals go to the main thread only; a caller's own handler is kept
+        return
+    previous = signal.signal(signal.SIGINT, lambda *_: stop.set())
+    try:
+        yield stop
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def _say(text, progress):
     (tqdm.write if progress else print)(text, file=sys.stderr)
 
@@ -206,29 +225,34 @@ def run(out_dir, tasks, settings, record, formats, shard_size=writers.DEFAULT_SH
     for problem in skipped[:SHOW_PROBLEMS]:
         _say(f"skip: {problem}", progress)
     notes, preview, skipped_copies = Counter(), [], 0
-    try:
-        results = stream(tasks, settings, workers, progress, desc=f"level {settings.level}")
-        for i, result in enumerate(results):  # (not zip: the stream must run to its end and close its pool)
-            if isinstance(result, Problem) and tasks[i].copy:
-                skipped_copies += 1  # the same problem as its original's, listed once there
-                continue
-            if isinstance(result, Problem):
-                skipped.append(result)
-                if len(skipped) <= SHOW_PROBLEMS:
-                    _say(f"skip: {result}", progress)
-                continue
-            writer.add(result.split, result.pixels, result.label, result.row)
-            notes.update(result.notes)
-            if len(preview) < PREVIEW_COUNT:
-                preview.append(result)
-        if preview:
-            sheet = contact_sheet([s.pixels for s in preview], [s.label for s in preview], [s.frame for s in preview])
-            cv2.imwrite(os.path.join(writer.tmp_dir, "preview.png"), sheet)
-        counts = writer.counts()
-        written = writer.commit()
-    except BaseException:
-        writer.abort()
-        raise
+    with _ctrl_c_flag() as ctrl_c:
+        try:
+            results = stream(tasks, settings, workers, progress, desc=f"level {settings.level}")
+            for i, result in enumerate(results):  # (not zip: the stream must run to its end and close its pool)
+                if ctrl_c.is_set():
+                    raise KeyboardInterrupt
+                if isinstance(result, Problem) and tasks[i].copy:
+                    skipped_copies += 1  # the same problem as its original's, listed once there
+                    continue
+                if isinstance(result, Problem):
+                    skipped.append(result)
+                    if len(skipped) <= SHOW_PROBLEMS:
+                        _say(f"skip: {result}", progress)
+                    continue
+                writer.add(result.split, result.pixels, result.label, result.row)
+                notes.update(result.notes)
+                if len(preview) < PREVIEW_COUNT:
+                    preview.append(result)
+            if preview:
+                sheet = contact_sheet([s.pixels for s in preview], [s.label for s in preview], [s.frame for s in preview])
+                cv2.imwrite(os.path.join(writer.tmp_dir, "preview.png"), sheet)
+            if ctrl_c.is_set():  # pressed after the last sample: still nothing is committed
+                raise KeyboardInterrupt
+            counts = writer.counts()
+            written = writer.commit()
+        except BaseException:
+            writer.abort()
+            raise
     if len(skipped) > SHOW_PROBLEMS:
         _say(f"... {len(skipped) - SHOW_PROBLEMS} more skipped (all listed in {out_dir}/manifest.json)", progress)
     by_kind = Counter(p.kind for p in skipped)
