@@ -17,6 +17,11 @@ def test_bench_data_reports_both_paths(tmp_path):
     assert {"naive_images_per_s", "ours_images_per_s", "speedup"} <= report.keys()
     assert report["labels_identical"] and report["pixels_identical_across_workers"]
     assert report["speedup"] > 0 and report["count"] == 6
+    # the calibration figures: a 1/8 decode of the same files must be cheaper than a full one
+    assert 0 < report["reduced_decode_ms"] < report["full_decode_ms"]
+    assert report["target_speedup"] == 6 and report["target_met"] == (report["speedup"] >= 6)
+    assert "real CelebA per SPEC.md" in result.stdout
+    assert not list(tmp_path.glob("*.tmp*"))  # the JSON was written under a temporary name, then renamed
 
 
 def test_bench_data_help():
