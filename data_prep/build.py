@@ -360,3 +360,22 @@ def summary(result):
     written = ", ".join(f"{s} {n}" for s, n in c["written"].items())
     notes = f"; notes {c['notes']}" if c["notes"] else ""
     return f"wrote {written}; skipped {c['skipped']}" + (f" {c['skipped_by_kind']}" if c["skipped"] else "") + notes
+
+
+def cli_main(prog, build_fn, args, describe=summary):
+    """The end of each level's command line: run `build_fn(args)` (a result dict, or None when
+    the manifest says the output is current) and report; returns the exit status (2 for bad
+    input, 130 for Ctrl-C)."""
+    try:
+        result = build_fn(args)
+    except celeba.DataError as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted; nothing was written", file=sys.stderr)
+        return 130
+    if result is None:
+        print(f"{prog}: {args.out} is up to date (manifest.json); nothing to do")
+    else:
+        print(f"{prog}: {describe(result)} -> {args.out}")
+    return 0

@@ -11,7 +11,7 @@ import dataclasses
 import sys
 
 from data_prep import build
-from data_prep.celeba import DataError, locate
+from data_prep.celeba import locate
 
 
 def tasks_for(dataset):
@@ -47,20 +47,7 @@ def parse_args(argv=None):
 
 
 def main(argv=None):
-    args = parse_args(argv)
-    try:
-        result = build_level1(args)
-    except DataError as exc:
-        print(f"data_prep.level1: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("data_prep.level1: interrupted; nothing was written", file=sys.stderr)
-        return 130
-    if result is None:
-        print(f"data_prep.level1: {args.out} is up to date (manifest.json); nothing to do")
-    else:
-        print(f"data_prep.level1: {build.summary(result)} -> {args.out}")
-    return 0
+    return build.cli_main("data_prep.level1", build_level1, parse_args(argv))
 
 
 if __name__ == "__main__":

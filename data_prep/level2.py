@@ -86,20 +86,12 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    try:
-        result = build_level2(args)
-    except DataError as exc:
-        print(f"data_prep.level2: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("data_prep.level2: interrupted; nothing was written", file=sys.stderr)
-        return 130
-    if result is None:
-        print(f"data_prep.level2: {args.out} is up to date (manifest.json); nothing to do")
-    else:
+
+    def describe(result):
         dropped = result["counts"]["skipped_by_kind"].get("level-1 error above threshold", 0)
-        print(f"data_prep.level2: {build.summary(result)}; dropped by --thresh {args.thresh}: {dropped} -> {args.out}")
-    return 0
+        return f"{build.summary(result)}; dropped by --thresh {args.thresh}: {dropped}"
+
+    return build.cli_main("data_prep.level2", build_level2, args, describe)
 
 
 if __name__ == "__main__":

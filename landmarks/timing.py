@@ -14,7 +14,6 @@ Each figure is the median and 90th percentile over `repeats` timed calls after `
 untimed ones. Images repeat (cyclically) to fill a large batch and are in the OS file cache
 after the warm-up, so the cascade rows measure decoding, not disk reads.
 """
-import json
 import os
 import platform
 import tempfile
@@ -30,10 +29,10 @@ from data_prep.images import read_level1, read_level2
 from landmarks import caffe_runtime
 from landmarks.inference import Cascade, DeployNet
 from landmarks.labels import as_points
+from landmarks.runs import LEVELS
 
 DEPTHWISE_TYPE = "ConvolutionDepthwise"
 BACKENDS = ("caffe-cpu", "caffe-gpu", "opencv-cpu")
-LEVELS = ("level1", "level2")
 DEFAULT_REPEATS = 30  # enough for a stable p90 while a batch-64 cascade stays a few seconds
 DEFAULT_WARMUP = 3  # first calls allocate buffers, fill caches and (GPU) initialise cuDNN/cuBLAS
 DEFAULT_LARGE_BATCH = 64  # the demo schedule's training batch; CelebA-scale evaluation batches
@@ -80,30 +79,6 @@ def model_size(weights):
     values = sum(len(b.data) + len(b.double_data) for layer in list(net.layer) + list(net.layers)
                  for b in layer.blobs)
     return {"path": str(weights), "bytes": len(data), "values": int(values)}
-
-
-def run_models(run_dir):
-    """{"level1": (deploy, weights), "level2": (deploy, weights) or None} of a run folder,
-    from each level's train.json (its `final_weights`) and the deploy.prototxt beside it."""
-    run_dir = Path(run_dir)
-    models = {}
-    for level in LEVELS:
-        folder = run_dir / level
-        record_path = folder / "train.json"
-        if not record_path.exists():
-            models[level] = None
-            continue
-        record = json.loads(record_path.read_text())
-        weights = record.get("final_weights")
-        if not weights:
-            raise FileNotFoundError(f"{record_path}: no final weights (training status: {record.get('status')})")
-        weights = Path(weights)
-        if not weights.is_absolute() and not weights.exists():
-            weights = folder / weights
-        models[level] = (folder / "deploy.prototxt", weights)
-    if models["level1"] is None:
-        raise FileNotFoundError(f"{run_dir}/level1/train.json: missing; train level 1 first")
-    return models
 
 
 def _input_size(net):

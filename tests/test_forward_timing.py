@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from caffe.proto import caffe_pb2
 
-from landmarks import timing
+from landmarks import runs, timing
 from landmarks.inference import DeployNet
 from landmarks.protoio import read_prototxt
 
@@ -122,4 +122,4 @@ def test_run_folder_gives_models_and_default_json(weights, tmp_path):
 
 def test_run_folder_without_level1_is_refused(tmp_path):
     with pytest.raises(FileNotFoundError, match="level1"):
-        timing.run_models(tmp_path)
+        runs.run_models(tmp_path)

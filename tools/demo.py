@@ -15,7 +15,7 @@ import cv2
 
 from data_prep.celeba import DataError, read_landmarks
 from data_prep.images import ImageError, read_bgr
-from landmarks import timing
+from landmarks import runs
 from landmarks.draw import annotate
 from landmarks.inference import Cascade, DeployNet
 from landmarks.labels import POINT_NAMES
@@ -59,10 +59,7 @@ def draw_one(cascade, path, truth, out_dir):
 def main(argv=None):
     args = parse_args(argv)
     if args.run:
-        try:
-            models = timing.run_models(args.run)
-        except FileNotFoundError as exc:
-            raise SystemExit(str(exc))
+        models = runs.run_models_or_exit(args.run)
         level1, level2 = models["level1"], models["level2"]
         out_dir = Path(args.out or Path(args.run) / "demo")
     else:

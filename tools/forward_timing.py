@@ -19,7 +19,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from data_prep.images import ImageError
-from landmarks import timing
+from landmarks import runs, timing
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg")
 DEFAULT_MAX_IMAGES = 64  # one large batch of distinct images; more only lengthens the set-up
@@ -68,10 +68,7 @@ def _images(folder, limit):
 def main(argv=None):
     args = parse_args(argv)
     if args.run:
-        try:
-            models = timing.run_models(args.run)
-        except FileNotFoundError as exc:
-            raise SystemExit(str(exc))
+        models = runs.run_models_or_exit(args.run)
         if models["level2"] is None:
             print(f"{args.run}: no level2/train.json yet: timing level 1 alone")
         level1, level2 = models["level1"], models["level2"]
