@@ -176,12 +176,12 @@ def _train_level(settings, level, data_dir):
 
 
 def _loss_curves(level_dir):
-    from landmarks import caffe_log
+    from landmarks import caffe_log, loss_curves
 
     log = caffe_log.parse_log(level_dir / "train.log")
     figure_dir = level_dir / "plots"
     figure_dir.mkdir(parents=True, exist_ok=True)
-    fig = caffe_log.loss_figure([log], [level_dir.name])
+    fig = loss_curves.loss_figure([log], [level_dir.name])
     fig.savefig(figure_dir / "loss_curves.png", dpi=110, bbox_inches="tight")
     for phase in ("train", "test"):
         caffe_log.write_csv(log, phase, figure_dir / f"loss.{phase}.csv")

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from landmarks.caffe_log import (LogFollower, NotACaffeLog, loss_figure, nonfinite_notes, parse_line,
-                                 parse_log, plotted_outputs, summarize, weighted_series, write_csv)
+from landmarks.caffe_log import LogFollower, NotACaffeLog, parse_line, parse_log, write_csv
+from landmarks.loss_curves import loss_figure, nonfinite_notes, plotted_outputs, summarize, weighted_series
 
 LOGS = Path(__file__).parent / "logs"
 REAL = LOGS / "real_caffe_train.log"

@@ -9,8 +9,9 @@ import cv2
 import numpy as np
 import pytest
 
-from data_prep import synthetic
-from data_prep.synthetic import FaceParams, face_points, generate, render_face, render_sample
+from data_prep import face_model, synthetic
+from data_prep.face_model import FaceParams, face_points, render_face
+from data_prep.synthetic import generate, render_sample
 from landmarks.labels import NUM_POINTS, as_points
 
 COUNT = 200  # one whole block of the merged-eyes period, four of the noisy one
@@ -233,7 +234,7 @@ def test_face_region_covers_5_to_80_percent():
     for index in range(80):
         sample = render_sample(SEED, index)
         h, w = sample.image.shape[:2]
-        x0, y0, x1, y1 = synthetic.face_box(sample.params)
+        x0, y0, x1, y1 = face_model.face_box(sample.params)
         fractions.append((x1 - x0) * (y1 - y0) / (w * h))
         inside.append(x0 >= -1 and y0 >= -1 and x1 <= w and y1 <= h)
     assert min(fractions) < 0.08 and max(fractions) > 0.5 and max(fractions) <= 0.81

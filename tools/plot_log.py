@@ -13,7 +13,8 @@ import re
 import sys
 from pathlib import Path
 
-from landmarks.caffe_log import NotACaffeLog, loss_figure, nonfinite_notes, parse_log, summarize, write_csv
+from landmarks.caffe_log import NotACaffeLog, parse_log, write_csv
+from landmarks.loss_curves import loss_figure, nonfinite_notes, summarize
 
 
 def parse_args(argv=None):
