@@ -10,7 +10,8 @@ import datetime
 import hashlib
 import json
 import os
-import tempfile
+
+from landmarks.atomic import write_json
 
 MANIFEST = "manifest.json"
 FORMAT_VERSION = 1  # bump when the written samples change for the same inputs and options
@@ -69,8 +70,4 @@ def output_records(out_dir, relpaths):
 def write(out_dir, manifest):
     """Write DIR/manifest.json atomically."""
     manifest = dict(manifest, written=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))
-    fd, tmp = tempfile.mkstemp(prefix=".manifest-", dir=out_dir)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        json.dump(manifest, fh, indent=1, sort_keys=False)
-        fh.write("\n")
-    os.replace(tmp, os.path.join(out_dir, MANIFEST))
+    write_json(os.path.join(out_dir, MANIFEST), manifest, indent=1)

@@ -15,15 +15,20 @@ from landmarks.crop import crop_box
 from landmarks.labels import as_points, denormalise
 
 
+def check_model_files(deploy, weights):
+    """FileNotFoundError naming the first of a model's two files that is not there."""
+    for path in (deploy, weights):
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"{path}: no such file")
+
+
 class DeployNet:
     """A deploy prototxt + caffemodel in pycaffe, fed N x 3 x S x S float32 batches."""
 
     def __init__(self, deploy, weights, output=None):
         import caffe
 
-        for path in (deploy, weights):
-            if not Path(path).is_file():
-                raise FileNotFoundError(f"{path}: no such file")
+        check_model_files(deploy, weights)
         self.deploy, self.weights = str(deploy), str(weights)
         self.net = caffe.Net(self.deploy, caffe.TEST, weights=self.weights)
         self.input = self.net.inputs[0]

@@ -31,9 +31,27 @@ def run_models(run_dir):
     return models
 
 
-def run_models_or_exit(run_dir):
-    """`run_models` for a command-line tool: a missing model exits with the message."""
+def add_model_arguments(parser):
+    """The tools' model options: `--run RUN`, or `--l1 DEPLOY WEIGHTS [--l2 DEPLOY WEIGHTS]`."""
+    models = parser.add_mutually_exclusive_group(required=True)
+    models.add_argument("--run", help="run folder: models from level1/ and level2/ train.json (final_weights)")
+    models.add_argument("--l1", nargs=2, metavar=("DEPLOY", "WEIGHTS"), help="level-1 deploy prototxt and caffemodel")
+    parser.add_argument("--l2", nargs=2, metavar=("DEPLOY", "WEIGHTS"), help="level-2 deploy prototxt and caffemodel")
+
+
+def check_model_arguments(parser, args):
+    """What argparse cannot say itself about the options of `add_model_arguments`."""
+    if args.run and args.l2:
+        parser.error("--l2 goes with --l1; --run finds both levels itself")
+
+
+def chosen_models(args):
+    """(level1, level2 or None), each (deploy, weights), from the options of
+    `add_model_arguments`; a run folder without level-1 weights exits with the message."""
+    if not args.run:
+        return tuple(args.l1), tuple(args.l2) if args.l2 else None
     try:
-        return run_models(run_dir)
+        models = run_models(args.run)
     except FileNotFoundError as exc:
         raise SystemExit(str(exc)) from None
+    return models["level1"], models["level2"]

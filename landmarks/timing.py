@@ -27,7 +27,7 @@ from google.protobuf import text_format
 
 from data_prep.images import read_level1, read_level2
 from landmarks import caffe_runtime
-from landmarks.inference import Cascade, DeployNet
+from landmarks.inference import Cascade, DeployNet, check_model_files
 from landmarks.labels import as_points
 from landmarks.runs import LEVELS
 
@@ -99,9 +99,7 @@ class OpenCVNet:
     ConvolutionDepthwise layers, which OpenCV does not know, are rewritten on the way in."""
 
     def __init__(self, deploy, weights, output=None):
-        for path in (deploy, weights):
-            if not Path(path).is_file():
-                raise FileNotFoundError(f"{path}: no such file")
+        check_model_files(deploy, weights)
         self.deploy, self.weights = str(deploy), str(weights)
         self.size = _input_size(_read_net(deploy))
         with tempfile.TemporaryDirectory() as tmp:

@@ -3,7 +3,6 @@ Ctrl-C (Caffe stops and snapshots), resuming from the newest .solverstate, and s
 non-finite loss. What happened is recorded in `train.json` beside the log, including the
 final weights' path, so nothing has to be found later by reading the log.
 """
-import json
 import math
 import os
 import re
@@ -15,6 +14,7 @@ from pathlib import Path
 from caffe.proto import caffe_pb2
 
 from landmarks import caffe_runtime
+from landmarks.atomic import write_json
 from landmarks.caffe_log import LogFollower
 from landmarks.protoio import read_prototxt
 
@@ -169,6 +169,4 @@ def train(solver_path, run_dir, resume=False, gpu=None, weights=None, echo=print
 
 
 def _write_record(run_dir, record):
-    tmp = run_dir / "train.json.tmp"
-    tmp.write_text(json.dumps(record, indent=2) + "\n")
-    tmp.replace(run_dir / "train.json")
+    write_json(run_dir / "train.json", record)

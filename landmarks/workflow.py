@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from landmarks import caffe_runtime, metrics, plots
+from landmarks.atomic import write_json
 from landmarks.caffe_runtime import ROOT
 from landmarks.generate import write_level_files
 from landmarks.nets import DEPTHWISE_CHOICES, NetConfig
@@ -80,14 +81,6 @@ def celeba_root(settings):
     return Path(settings.celeba) if settings.celeba else synthetic_root(settings)
 
 
-def _write_json(path, data):
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    tmp.replace(path)
-
-
 def _read_json(path, default=None):
     path = Path(path)
     return json.loads(path.read_text()) if path.exists() else default
@@ -100,7 +93,7 @@ def _record_settings(settings, stage):
     merged.update(asdict(settings))
     merged.update({"last_stage": stage, "celeba": settings.celeba or f"(synthetic) {synthetic_root(settings)}",
                    "caffe_build": caffe_runtime.build_info()["mode"], "python": sys.executable})
-    _write_json(path, merged)
+    write_json(path, merged)
 
 
 def _python_module(module, *args):
@@ -252,7 +245,7 @@ def _save_predictions(path, names, points, skipped):
 
     write_predictions(path, names, points)
     if skipped:
-        _write_json(Path(path).with_suffix(".skipped.json"), skipped)
+        write_json(Path(path).with_suffix(".skipped.json"), skipped)
 
 
 def _split_arrays(dataset, predictions, split):
@@ -270,7 +263,7 @@ def _update_metrics(settings, level, split, summary):
     path = run_dir(settings) / "metrics.json"
     data = _read_json(path, {})
     data.setdefault(split, {})[level] = summary
-    _write_json(path, data)
+    write_json(path, data)
 
 
 def _worst_gallery(dataset, names, errors, draw_sets, path, title):
@@ -321,7 +314,7 @@ def level1(settings):
         _worst_gallery(dataset, names_t, err_t, {"truth": truth_t, "level1": pred_t}, figures / "worst.png",
                        "Worst test images, level 1 (green: truth, red: level 1)")
     network_diagram(deploy, figures / "network.png")
-    _write_json(out / "stage.json", {"seconds": round(time.time() - started, 1), "predictions": str(out / "predictions.txt"),
+    write_json(out / "stage.json", {"seconds": round(time.time() - started, 1), "predictions": str(out / "predictions.txt"),
                                      "skipped_images": len(skipped), "deploy": str(deploy), "weights": weights})
     write_report(run_dir(settings))
     _print_summary(settings)
@@ -399,7 +392,7 @@ def level2(settings):
                            figures / "histograms.png", "Cascade: per-image error, train and test")
     _timing(settings, (stage1["deploy"], stage1["weights"]), (deploy, weights),
             [dataset.image_path(n) for n in names[:32]])
-    _write_json(out / "stage.json", {"seconds": round(time.time() - started, 1), "predictions": str(out / "predictions.txt"),
+    write_json(out / "stage.json", {"seconds": round(time.time() - started, 1), "predictions": str(out / "predictions.txt"),
                                      "skipped_images": len(skipped), "deploy": str(deploy), "weights": weights})
     write_report(run_dir(settings))
     _print_summary(settings)
@@ -415,7 +408,7 @@ def _timing(settings, level1_model, level2_model, images):
     except Exception as err:  # timing is a report extra: never lose a trained run over it
         print(f"forward timing failed: {err}", file=sys.stderr)
         return
-    _write_json(run_dir(settings) / "timing.json", result)
+    write_json(run_dir(settings) / "timing.json", result)
 
 
 def demo(settings):

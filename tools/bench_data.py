@@ -10,12 +10,11 @@ costs beside those figures. `--celeba ROOT` times a real CelebA root's own files
 A benchmark, not a test: timings depend on the machine's load.
 """
 import argparse
-import json
-import os
 import sys
 import tempfile
 
 from data_prep import benchmark
+from landmarks.atomic import write_json
 
 
 def parse_args(argv=None):
@@ -60,11 +59,7 @@ def main(argv=None):
                                    args.median_width)
     print(benchmark.report(result))
     if args.json:
-        tmp = f"{args.json}.tmp{os.getpid()}"
-        with open(tmp, "w") as fh:
-            json.dump(result, fh, indent=1)
-            fh.write("\n")
-        os.replace(tmp, args.json)
+        write_json(args.json, result, indent=1)
     return 0 if result["labels_identical"] else 1
 
 

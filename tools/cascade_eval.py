@@ -12,7 +12,6 @@ counted in the JSON; landmark lines with unsafe names (path separators, '..') or
 are refused the same way. Without --l2, level 1 alone is scored.
 """
 import argparse
-import json
 import sys
 from collections import Counter
 from pathlib import Path
@@ -22,6 +21,7 @@ from tqdm import tqdm
 
 from data_prep.celeba import DataError, read_landmarks
 from data_prep.images import ImageError
+from landmarks.atomic import write_json
 from landmarks.inference import Cascade, DeployNet
 from landmarks.labels import POINT_NAMES
 from landmarks.metrics import image_errors, summarise
@@ -156,8 +156,7 @@ def main(argv=None):
     if figures["level2"]:
         print(f"level 2 improves {100 * figures['level2_better_fraction']:.1f}% of the images")
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(figures, indent=2) + "\n")
+        write_json(args.json, figures)
         print(f"wrote {args.json}")
     return 0
 

@@ -28,16 +28,12 @@ JPEG_QUALITY = 95  # high enough that the drawn colours survive chroma subsampli
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
-    models = parser.add_mutually_exclusive_group(required=True)
-    models.add_argument("--run", help="run folder: models from level1/ and level2/ train.json (final_weights)")
-    models.add_argument("--l1", nargs=2, metavar=("DEPLOY", "WEIGHTS"), help="level-1 deploy prototxt and caffemodel")
-    parser.add_argument("--l2", nargs=2, metavar=("DEPLOY", "WEIGHTS"), help="level-2 deploy prototxt and caffemodel")
+    runs.add_model_arguments(parser)
     parser.add_argument("--landmarks", help="CelebA-format landmark file: draws the truth of the images it names")
     parser.add_argument("--out", help=f"output folder (default RUN/demo with --run, else {DEFAULT_OUT})")
     parser.add_argument("--output-blob", help="the nets' output blob (default fc2, else the last output)")
     args = parser.parse_args(argv)
-    if args.run and args.l2:
-        parser.error("--l2 goes with --l1; --run finds both levels itself")
+    runs.check_model_arguments(parser, args)
     return args
 
 
@@ -58,13 +54,8 @@ def draw_one(cascade, path, truth, out_dir):
 
 def main(argv=None):
     args = parse_args(argv)
-    if args.run:
-        models = runs.run_models_or_exit(args.run)
-        level1, level2 = models["level1"], models["level2"]
-        out_dir = Path(args.out or Path(args.run) / "demo")
-    else:
-        level1, level2 = args.l1, args.l2
-        out_dir = Path(args.out or DEFAULT_OUT)
+    level1, level2 = runs.chosen_models(args)
+    out_dir = Path(args.out or (Path(args.run) / "demo" if args.run else DEFAULT_OUT))
     truths = {}
     if args.landmarks:
         try:

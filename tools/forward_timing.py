@@ -12,7 +12,6 @@ Deploy nets with ConvolutionDepthwise layers are rewritten as grouped Convolutio
 `model_sizes` ({name: {path, bytes, values}}).
 """
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from tqdm import tqdm
 
 from data_prep.images import ImageError
 from landmarks import runs, timing
+from landmarks.atomic import write_json
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg")
 DEFAULT_MAX_IMAGES = 64  # one large batch of distinct images; more only lengthens the set-up
@@ -27,10 +27,7 @@ DEFAULT_MAX_IMAGES = 64  # one large batch of distinct images; more only lengthe
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    models = parser.add_mutually_exclusive_group(required=True)
-    models.add_argument("--run", help="run folder: models from level1/ and level2/ train.json (final_weights)")
-    models.add_argument("--l1", nargs=2, metavar=("DEPLOY", "WEIGHTS"), help="level-1 deploy prototxt and caffemodel")
-    parser.add_argument("--l2", nargs=2, metavar=("DEPLOY", "WEIGHTS"), help="level-2 deploy prototxt and caffemodel")
+    runs.add_model_arguments(parser)
     parser.add_argument("--images", help="folder of JPEGs for the cascade rows (default: synthetic ones)")
     parser.add_argument("--max-images", type=int, default=DEFAULT_MAX_IMAGES,
                         help=f"use at most this many of --images, in name order (default {DEFAULT_MAX_IMAGES})")
@@ -45,8 +42,7 @@ def parse_args(argv=None):
                         help="default: caffe-cpu, caffe-gpu when a GPU build sees a GPU, opencv-cpu")
     parser.add_argument("--json", help="write the result here (default with --run: RUN/timing.json)")
     args = parser.parse_args(argv)
-    if args.run and args.l2:
-        parser.error("--l2 goes with --l1; --run finds both levels itself")
+    runs.check_model_arguments(parser, args)
     for name in ("batch", "large_batch", "repeats", "max_images"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
@@ -67,14 +63,12 @@ def _images(folder, limit):
 
 def main(argv=None):
     args = parse_args(argv)
+    level1, level2 = runs.chosen_models(args)
+    out = args.json
     if args.run:
-        models = runs.run_models_or_exit(args.run)
-        if models["level2"] is None:
+        if level2 is None:
             print(f"{args.run}: no level2/train.json yet: timing level 1 alone")
-        level1, level2 = models["level1"], models["level2"]
-        out = args.json or str(Path(args.run) / "timing.json")
-    else:
-        level1, level2, out = tuple(args.l1), tuple(args.l2) if args.l2 else None, args.json
+        out = out or str(Path(args.run) / "timing.json")
     images = _images(args.images, args.max_images) if args.images else None
     backends = args.backends or timing.default_backends()
     per_backend = (2 if level2 else 1) + 1
@@ -89,8 +83,7 @@ def main(argv=None):
         bar.close()
     print(timing.format_table(result))
     if out:
-        Path(out).parent.mkdir(parents=True, exist_ok=True)
-        Path(out).write_text(json.dumps(result, indent=2) + "\n")
+        write_json(out, result)
         print(f"wrote {out}")
     return 0
 

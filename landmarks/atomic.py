@@ -1,0 +1,26 @@
+"""Owns writing a file so that it is never seen half-written: the text goes to a temporary
+name beside the target (its folder is created if needed), which is then renamed over it."""
+import json
+import os
+
+
+def write_text(path, text):
+    """Write `text` to `path` through a temporary name; returns the path."""
+    path = os.fspath(path)
+    folder, name = os.path.split(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    tmp = os.path.join(folder, f".{name}.tmp{os.getpid()}")
+    try:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def write_json(path, data, indent=2):
+    """`data` as indented JSON with a final newline, written as `write_text` does."""
+    return write_text(path, json.dumps(data, indent=indent) + "\n")
