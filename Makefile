@@ -28,8 +28,9 @@ LAYER_SOURCES := $(shell find caffe_ext/layers -type f 2>/dev/null)
 CAFFE_STAMP   := build/.caffe-stamp
 VENV_STAMP    := $(VENV)/.deps-stamp
 DEBS_STAMP    := build/.debs-stamp
+CUDA_STAMP    := build/.caffe-cuda-stamp
 
-.PHONY: help setup test prototxt clean-caffe data level1 crops level2 demo report
+.PHONY: help setup test prototxt clean-caffe data level1 crops level2 demo report cuda-build gpu-kit
 
 help:  ## this list
 	@grep -E '^[a-z0-9_-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 16
@@ -63,7 +64,17 @@ $(CAFFE_STAMP): $(VENV_STAMP) caffe_ext/build_caffe.py $(LAYER_SOURCES)
 	CAFFE_GPU=$(CAFFE_GPU) $(PY) caffe_ext/build_caffe.py
 	touch $@
 
-test: setup  ## the whole test suite (runs the set-up first when needed)
+# The CUDA variant, compile-checked (pinned CUDA wheels, sm_90) in build/caffe-cuda; skipped
+# with one line where the wheels cannot be had. It does not replace the CPU build.
+$(CUDA_STAMP): $(VENV_STAMP) caffe_ext/build_caffe.py caffe_ext/cuda_toolkit.py $(LAYER_SOURCES)
+	$(PY) caffe_ext/build_caffe.py --cuda-check --stamp $@
+
+cuda-build: $(CUDA_STAMP)  ## the CUDA build in build/caffe-cuda (sm_90), compile-checked; make test runs it
+
+gpu-kit: setup cuda-build  ## gpu-kit/: what a bare NVIDIA GPU machine needs to run `bash gpu-kit/run.sh`
+	$(PY) tools/gpu_kit.py --out gpu-kit
+
+test: setup cuda-build  ## the whole test suite (runs the set-up and the CUDA compile check first)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 prototxt: setup  ## regenerate the canonical nets and solvers in prototxt/ and solvers/
@@ -87,5 +98,5 @@ demo: setup  ## the whole chain on synthetic CelebA with the CPU schedule, in ru
 report: setup  ## rebuild runs/<RUN>/report.md from what the run folder holds
 	$(PY) tools/run.py report --run $(RUN)
 
-clean-caffe:  ## forget the Caffe build (the downloaded source is kept)
-	rm -rf build/caffe $(CAFFE_STAMP)
+clean-caffe:  ## forget the Caffe builds (the downloaded source and wheels are kept)
+	rm -rf build/caffe build/caffe-cuda $(CAFFE_STAMP) $(CUDA_STAMP)

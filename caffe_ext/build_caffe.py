@@ -7,7 +7,14 @@ and installing the results into the virtual environment (pycaffe on the path thr
 
 Run it with the virtual environment's Python (numpy's headers are taken from it):
     .venv/bin/python caffe_ext/build_caffe.py [--jobs N] [--gpu auto|0|1]
+    .venv/bin/python caffe_ext/build_caffe.py --cuda-check   # the CUDA variant, compile-checked
 A second run with nothing changed re-runs Caffe's own make, which finds nothing to do.
+
+`--cuda-check` builds a second tree, build/caffe-cuda, with the pinned CUDA wheels of
+caffe_ext/cuda_toolkit.py for sm_90 (the lent H100/H200 GPUs), plus the GPU-vs-CPU test of
+our depthwise layer; it checks that libcaffe.so holds our kernels. It installs nothing into
+the venv: the CPU build stays the one pycaffe and `.venv/bin/caffe` use. Where the wheels
+cannot be had it prints one line saying so and exits 0.
 Only the standard library is used, so this file can run before anything else exists.
 """
 import argparse
@@ -29,6 +36,10 @@ SHA256 = "c6410cc60bdd6db685d441b66be7df05410f8850ac88d6b75d48ef9b2315c08a"
 BUILD = ROOT / "build"
 DOWNLOADS = BUILD / "downloads"
 TREE = BUILD / "caffe"  # the extracted source; Caffe's objects go to TREE/.temp_release
+CUDA_TREE = BUILD / "caffe-cuda"  # the compile-checked CUDA variant (--cuda-check)
+CUDA_CHECK_ARCHS = "90"  # the lent GPUs are H100/H200; one arch keeps the CI compile short
+# Our GPU-vs-CPU test of ConvolutionDepthwise, in Caffe's gtest framework (built per tree).
+DW_TEST = "test_conv_dw_layer"
 LAYERS = ROOT / "caffe_ext" / "layers"
 # Debian's OpenBLAS headers live in a flavour folder that Caffe's Makefile does not search.
 OPENBLAS_INCLUDE = "/usr/include/x86_64-linux-gnu/openblas-pthread"
@@ -64,14 +75,14 @@ def fetch_source():
     return tarball
 
 
-def extract(tarball):
-    """Extracts into TREE once; a marker names the tarball so a new pin re-extracts."""
-    marker = TREE / ".extracted-from"
+def extract(tarball, tree=TREE):
+    """Extracts into `tree` once; a marker names the tarball so a new pin re-extracts."""
+    marker = tree / ".extracted-from"
     if marker.exists() and marker.read_text() == tarball.name:
         return
-    if TREE.exists():
-        shutil.rmtree(TREE)
-    staging = BUILD / "caffe.partial"
+    if tree.exists():
+        shutil.rmtree(tree)
+    staging = BUILD / f"{tree.name}.partial"
     if staging.exists():
         shutil.rmtree(staging)
     staging.mkdir(parents=True)
@@ -86,12 +97,12 @@ def extract(tarball):
     # The Makefile puts objects in .temp_release (linked as `temp`) but bakes an rpath of
     # $ORIGIN/../../build/lib into _caffe.so; this link makes that rpath resolve.
     (top / "build").symlink_to(".temp_release")
-    top.rename(TREE)
+    top.rename(tree)
     staging.rmdir()
     marker.write_text(tarball.name)
 
 
-def sync_layers():
+def sync_layers(tree=TREE):
     """Copies the project's layer sources into the tree, touching only files that changed,
     so that Caffe's make recompiles just those. Returns the list of copied files."""
     copied = []
@@ -99,7 +110,7 @@ def sync_layers():
         if src.is_dir() or src.suffix not in {".hpp", ".cpp", ".cu"}:
             continue
         rel = src.relative_to(LAYERS)
-        dst = TREE / rel
+        dst = tree / rel
         if dst.exists() and filecmp.cmp(src, dst, shallow=False):
             continue
         dst.parent.mkdir(parents=True, exist_ok=True)
@@ -150,12 +161,12 @@ SOURCE_EDITS = [
 ]
 
 
-def apply_source_edits():
+def apply_source_edits(tree=TREE):
     """Applies SOURCE_EDITS once (a file already edited is left untouched, so make does not
     rebuild it); refuses to build when the pinned source no longer has the expected text."""
     applied = []
     for rel, old, new in SOURCE_EDITS:
-        path = TREE / rel
+        path = tree / rel
         text = path.read_text()
         if new in text:
             continue
@@ -201,13 +212,13 @@ def _local_gpu_archs():
     return sorted(caps)
 
 
-def cuda_arch_flags(cuda):
+def cuda_arch_flags(cuda, wanted=None):
     """-gencode flags: $CAFFE_CUDA_ARCHS (e.g. "80,90") if set, else this machine's GPUs,
     else DEFAULT_CUDA_ARCHS; kept to what this nvcc accepts, plus PTX for the newest."""
     out = subprocess.run([str(cuda / "bin/nvcc"), "--list-gpu-arch"], capture_output=True, text=True)
     accepted = {int(a.split("_")[1]) for a in out.stdout.split()
                 if a.startswith("compute_") and a.split("_")[1].isdigit()}
-    wanted = os.environ.get("CAFFE_CUDA_ARCHS")
+    wanted = wanted or os.environ.get("CAFFE_CUDA_ARCHS")
     if wanted:
         archs = [int(a) for a in wanted.replace(" ", "").split(",") if a]
         refused = [a for a in archs if a not in accepted]
@@ -221,8 +232,9 @@ def cuda_arch_flags(cuda):
     return " ".join(flags)
 
 
-def makefile_config(cuda):
-    """The Makefile.config text, derived from this interpreter and machine."""
+def makefile_config(cuda, archs=None, python_layer=True):
+    """The Makefile.config text, derived from this interpreter and machine. The CUDA check's
+    tree has no Python layer: its libcaffe.so must load into any Python (the GPU kit's)."""
     import numpy  # the venv's numpy: pycaffe must be compiled against the one it imports
 
     py_include = sysconfig.get_paths()["include"]
@@ -240,7 +252,7 @@ def makefile_config(cuda):
         f"PYTHON_LIBRARIES := {boost_python} python{py_version}",
         f"PYTHON_INCLUDE := {py_include} {numpy.get_include()}",
         f"PYTHON_LIB := {py_lib}",
-        "WITH_PYTHON_LAYER := 1",
+        f"WITH_PYTHON_LAYER := {int(python_layer)}",
         f"INCLUDE_DIRS := $(PYTHON_INCLUDE) /usr/local/include {HDF5_INCLUDE}",
         f"LIBRARY_DIRS := $(PYTHON_LIB) /usr/local/lib /usr/lib {HDF5_LIB}",
         "BUILD_DIR := build",
@@ -248,7 +260,7 @@ def makefile_config(cuda):
         "Q ?= @",
     ]
     if cuda:
-        lines += [f"CUDA_DIR := {cuda}", f"CUDA_ARCH := {cuda_arch_flags(cuda)}"]
+        lines += [f"CUDA_DIR := {cuda}", f"CUDA_ARCH := {cuda_arch_flags(cuda, archs)}"]
     return "\n".join(lines) + "\n"
 
 
@@ -280,6 +292,71 @@ def install_into_venv(cuda):
     write_if_changed(BUILD / "caffe-build.json", json.dumps(info, indent=2) + "\n")
 
 
+def prepare_tree(tree, cuda, archs=None, python_layer=True):
+    """Source, project edits, project layers and Makefile.config in `tree`, ready for make."""
+    extract(fetch_source(), tree)
+    edited = apply_source_edits(tree)
+    if edited:
+        log(f"project edits applied to: {', '.join(edited)}")
+    copied = sync_layers(tree)
+    if copied:
+        log(f"project layers updated in the tree: {', '.join(copied)}")
+    objects = tree / ".temp_release"
+    if write_if_changed(tree / "Makefile.config", makefile_config(cuda, archs, python_layer)):
+        log("Makefile.config written")
+        if objects.exists():  # Caffe's Makefile does not track its config: flags changed, rebuild all
+            log(f"Makefile.config changed: removing {objects} for a clean build")
+            shutil.rmtree(objects)
+
+
+def run_make(tree, jobs, targets):
+    log(f"make -j{jobs} {' '.join(targets)} (in {tree})")
+    result = subprocess.run(["make", f"-j{jobs}", *targets], cwd=tree)
+    if result.returncode != 0:
+        sys.exit(f"[build_caffe] Caffe's make failed (exit {result.returncode}); see the errors above")
+
+
+def test_binary(tree):
+    return tree / ".temp_release" / "test" / f"{DW_TEST}.testbin"  # the Makefile's own name for it
+
+
+def kernel_symbols(library):
+    """Which of our depthwise CUDA kernels a shared library holds, by their host launch stubs
+    (nvcc 13 makes a template kernel's stub local, so the full symbol table is read, not -D)."""
+    out = subprocess.run(["nm", "--defined-only", str(library)], capture_output=True, text=True)
+    return sorted({kernel for line in out.stdout.splitlines() if "__device_stub__ZN5caffe" in line
+                   for kernel in ("DepthwiseForward", "DepthwiseBackwardInput", "DepthwiseWeightPartials",
+                                  "DepthwiseBiasPartials") if f"{len(kernel)}{kernel}If" in line})
+
+
+def cuda_check(jobs):
+    """Builds the CUDA variant in CUDA_TREE with the pinned wheels; skips with one line
+    when they cannot be had. Returns the build record (also written beside the tree)."""
+    from cuda_toolkit import ToolkitUnavailable, ensure_toolkit  # a sibling: this runs as a script
+
+    record_path = BUILD / "caffe-cuda-build.json"
+    try:
+        cuda = ensure_toolkit()
+    except ToolkitUnavailable as exc:
+        log(f"CUDA compile check skipped: {exc}")
+        write_if_changed(record_path, json.dumps({"status": "skipped", "reason": str(exc)}, indent=2) + "\n")
+        return None
+    log(f"CUDA compile check: {CUDA_TREE} with {cuda}, sm_{CUDA_CHECK_ARCHS}")
+    prepare_tree(CUDA_TREE, cuda, CUDA_CHECK_ARCHS, python_layer=False)
+    run_make(CUDA_TREE, jobs, ["all", str(test_binary(CUDA_TREE).relative_to(CUDA_TREE))])
+    library = CUDA_TREE / "temp" / "lib" / "libcaffe.so"
+    kernels = kernel_symbols(library)
+    if len(kernels) < 4:
+        sys.exit(f"[build_caffe] {library}: the depthwise CUDA kernels are missing (found {kernels})")
+    record = {"status": "built", "source": f"{PACKAGE}=={VERSION}", "tree": str(CUDA_TREE),
+              "cuda_dir": str(cuda), "archs": [f"sm_{a}" for a in CUDA_CHECK_ARCHS.split(",")],
+              "library": str(library), "binary": str(CUDA_TREE / "temp/tools/caffe.bin"),
+              "test_binary": str(test_binary(CUDA_TREE)), "depthwise_kernels": kernels}
+    write_if_changed(record_path, json.dumps(record, indent=2) + "\n")
+    log(f"done: CUDA build compiles and links; libcaffe.so holds {', '.join(kernels)}")
+    return record
+
+
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -287,11 +364,19 @@ def parse_args(argv=None):
     parser.add_argument("--gpu", choices=["auto", "0", "1"], default=os.environ.get("CAFFE_GPU", "auto") or "auto",
                         help="auto: CUDA when nvcc, cuBLAS and cuRAND are found; 1: require CUDA; 0: CPU only "
                              "(default: $CAFFE_GPU or auto)")
+    parser.add_argument("--cuda-check", action="store_true",
+                        help="build the CUDA variant in build/caffe-cuda with the pinned CUDA wheels (sm_90) "
+                             "instead of the main build")
+    parser.add_argument("--stamp", type=Path, help="touch this file when the build succeeded (not when skipped)")
     return parser.parse_args(argv)
 
 
 def main(argv=None):
     args = parse_args(argv)
+    if args.cuda_check:
+        if cuda_check(args.jobs) and args.stamp:
+            args.stamp.touch()
+        return
     cuda = None if args.gpu == "0" else find_cuda()
     if args.gpu == "1" and cuda is None:
         sys.exit("[build_caffe] CAFFE_GPU=1 but no CUDA with nvcc, cuBLAS and cuRAND was found")
@@ -300,22 +385,12 @@ def main(argv=None):
     else:
         reason = "CAFFE_GPU=0" if args.gpu == "0" else "no nvcc with cuBLAS and cuRAND found"
         log(f"CPU-only build ({reason})")
-    tarball = fetch_source()
-    extract(tarball)
-    edited = apply_source_edits()
-    if edited:
-        log(f"project edits applied to: {', '.join(edited)}")
-    copied = sync_layers()
-    if copied:
-        log(f"project layers updated in the tree: {', '.join(copied)}")
-    if write_if_changed(TREE / "Makefile.config", makefile_config(cuda)):
-        log("Makefile.config written")
-    log(f"make -j{args.jobs} all pycaffe (in {TREE})")
-    result = subprocess.run(["make", f"-j{args.jobs}", "all", "pycaffe"], cwd=TREE)
-    if result.returncode != 0:
-        sys.exit(f"[build_caffe] Caffe's make failed (exit {result.returncode}); see the errors above")
+    prepare_tree(TREE, cuda)
+    run_make(TREE, args.jobs, ["all", "pycaffe", str(test_binary(TREE).relative_to(TREE))])
     install_into_venv(cuda)
     log(f"done: {TREE / 'temp/tools/caffe.bin'} ({'GPU' if cuda else 'CPU-only'})")
+    if args.stamp:
+        args.stamp.touch()
 
 
 if __name__ == "__main__":
