@@ -46,7 +46,7 @@ def log(msg):
     print(f"[cuda_toolkit] {msg}", flush=True)
 
 
-def _sha256(path):
+def sha256(path):
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
@@ -85,7 +85,7 @@ def download():
         wheel = _wheel_for(name, version)
         if wheel is None:
             raise ToolkitUnavailable(f"{name}=={version}: no wheel after download")
-        actual = _sha256(wheel)
+        actual = sha256(wheel)
         if actual != digest:
             wheel.unlink()
             raise ToolkitUnavailable(f"{wheel}: sha256 {actual} != pinned {digest}; removed it")

@@ -112,21 +112,10 @@ def pack_binaries(record, kit):
     return sorted(libs)
 
 
-def dw_shapes(deploy_path):
-    """'C H W kernel stride pad' of each depthwise layer of a deploy net, from pycaffe."""
-    import caffe
-    from caffe.proto import caffe_pb2
-    from landmarks.protoio import read_prototxt
-
-    net = caffe.Net(str(deploy_path), caffe.TEST)
-    param = read_prototxt(deploy_path, caffe_pb2.NetParameter())
+def dw_shapes_text():
+    """The gtest's shape file: the level-1 net's depthwise layers, one per line."""
     lines = ["# C H W kernel stride pad: the level-1 deploy net's ConvolutionDepthwise layers"]
-    for layer in param.layer:
-        if layer.type == "ConvolutionDepthwise":
-            _, c, h, w = net.blobs[layer.bottom[0]].data.shape
-            conv = layer.convolution_param
-            lines.append(f"{c} {h} {w} {conv.kernel_size[0]} {conv.stride[0] if conv.stride else 1} "
-                         f"{conv.pad[0] if conv.pad else 0}")
+    lines += [" ".join(map(str, shape)) for shape in nets.depthwise_shapes(nets.NetConfig(), "level1")]
     return "\n".join(lines) + "\n"
 
 
@@ -141,7 +130,7 @@ def write_nets(kit, test_count):
         write_prototxt(net, folder / f"level1_train_b128_{dw}.prototxt")
         write_prototxt(nets.deploy_net(cfg, "level1"), folder / f"level1_deploy_b1_{dw}.prototxt")
     write_prototxt(nets.deploy_net(nets.NetConfig(), "level2"), folder / "level2_deploy_b1_layer.prototxt")
-    (folder / "dw_shapes.txt").write_text(dw_shapes(folder / "level1_deploy_b1_layer.prototxt"))
+    (folder / "dw_shapes.txt").write_text(dw_shapes_text())
     article = solvers.get_schedule("article")
     for name, iterations, mode, display in SOLVERS:
         schedule = replace(article, display=display, test_interval=max(iterations, 1), snapshot=0, random_seed=1,

@@ -4,7 +4,7 @@
 1 x 3 x S x S, no data or loss layers) both call `_body`, so the two can never disagree.
 A level differs from the other only by its name and its data; the structure is `NetConfig`.
 """
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 import os
 
 import caffe
@@ -151,3 +151,25 @@ def deploy_net(cfg, name, batch=1):
     net.name = name
     return net
 
+
+
+def depthwise_shapes(cfg, name="level"):
+    """(C, H, W, kernel, stride, pad) at the input of each depthwise layer of the deploy net,
+    read off the net Caffe builds from it (so no second copy of the structure lives here)."""
+    import tempfile
+
+    from landmarks.protoio import write_prototxt
+
+    param = deploy_net(replace(cfg, depthwise="layer"), name)
+    with tempfile.TemporaryDirectory() as folder:
+        path = os.path.join(folder, "deploy.prototxt")
+        write_prototxt(param, path)
+        net = caffe.Net(path, caffe.TEST)
+    shapes = []
+    for layer in param.layer:
+        if layer.type == "ConvolutionDepthwise":
+            _, c, h, w = net.blobs[layer.bottom[0]].data.shape
+            conv = layer.convolution_param
+            shapes.append((c, h, w, conv.kernel_size[0], conv.stride[0] if conv.stride else 1,
+                           conv.pad[0] if conv.pad else 0))
+    return shapes
