@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "caffe/filler.hpp"
+#include "caffe/layers/conv_dw_lanes.hpp"
 #include "caffe/layers/conv_dw_layer.hpp"
 #include "caffe/util/cpu_threads.hpp"
 #include "caffe/util/math_functions.hpp"
@@ -147,6 +148,29 @@ __attribute__((noinline)) static void backward_plane(PhasedPlane<Dtype>* x_plane
   }
 }
 
+// Float blobs take the four-lane path (conv_dw_lanes.cpp) for kernels of up to 64 taps;
+// double blobs, and larger kernels, the per-plane code below.
+inline bool lanes_fit(const DepthwiseGeometry& g) { return g.kernel_h * g.kernel_w <= 64; }
+inline bool lanes_forward(const DepthwiseGeometry&, const double*, const double*, const double*, double*) {
+  return false;
+}
+inline bool lanes_forward(const DepthwiseGeometry& g, const float* in, const float* weight,
+                          const float* bias, float* out) {
+  if (!lanes_fit(g)) return false;
+  depthwise_lanes_forward(g, in, weight, bias, out);
+  return true;
+}
+inline bool lanes_backward(const DepthwiseGeometry&, const double*, const double*, const double*,
+                           double*, double*, double*) {
+  return false;
+}
+inline bool lanes_backward(const DepthwiseGeometry& g, const float* in, const float* top_diff,
+                           const float* weight, float* in_diff, float* weight_diff, float* bias_diff) {
+  if (!lanes_fit(g)) return false;
+  depthwise_lanes_backward(g, in, top_diff, weight, in_diff, weight_diff, bias_diff);
+  return true;
+}
+
 }  // namespace
 
 template <typename Dtype>
@@ -255,6 +279,7 @@ void ConvolutionDepthwiseLayer<Dtype>::Forward_cpu(const vector<Blob<Dtype>*>& b
   for (int i = 0; i < bottom.size(); ++i) {
     const Dtype* in = bottom[i]->cpu_data();
     Dtype* out = top[i]->mutable_cpu_data();
+    if (lanes_forward(g, in, weight, bias, out)) continue;
     // Planes to threads in memory order (contiguous shares); each thread pads its planes
     // into its own buffer.
 #pragma omp parallel if (worth_threads(static_cast<long>(g.num) * g.channels * out_plane * taps / 4))
@@ -289,6 +314,7 @@ void ConvolutionDepthwiseLayer<Dtype>::Backward_cpu(const vector<Blob<Dtype>*>& 
     const Dtype* in = bottom[i]->cpu_data();
     Dtype* in_diff = propagate_down[i] ? bottom[i]->mutable_cpu_diff() : NULL;
     if (!in_diff && !weight_diff && !bias_diff) continue;
+    if (lanes_backward(g, in, top_diff, weight, in_diff, weight_diff, bias_diff)) continue;
 #pragma omp parallel if (worth_threads(static_cast<long>(g.num) * g.channels * out_plane * taps / 4))
     {
       PhasedPlane<Dtype> x_plane(g), dx_plane(g);  // the input, and dx accumulated padded
