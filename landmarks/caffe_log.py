@@ -317,6 +317,21 @@ def _ordered(rows, outputs, extra):
     return [{key: row[key] for key in keys if key in row} for _, row in sorted(rows.items())]
 
 
+_TIME_LAYER = re.compile(rf"\]\s*(\S+)\s+(forward|backward): ({_NUM}) ms\.")
+_TIME_TOTAL = re.compile(rf"Average (Forward pass|Backward pass|Forward-Backward): ({_NUM}) ms\.")
+
+
+def parse_time(text):
+    """`caffe time` output -> ({layer: {"forward": ms, "backward": ms}}, {"Forward pass": ms,
+    "Backward pass": ms, "Forward-Backward": ms}), the averages Caffe prints."""
+    layers, totals = {}, {}
+    for name, kind, ms in _TIME_LAYER.findall(text):
+        layers.setdefault(name, {})[kind] = float(ms)
+    for kind, ms in _TIME_TOTAL.findall(text):
+        totals[kind] = float(ms)
+    return layers, totals
+
+
 def write_csv(log, phase, path):
     """Writes one phase ("train" or "test") with Caffe parse_log.py's columns: NumIters, Seconds,
     LearningRate, then one column per net output (raw values). Rows that carry no net output

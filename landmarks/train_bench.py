@@ -11,7 +11,8 @@ BatchNorm and ReLU), with the article's Adam solver, one `solver.step(1)` per sa
 sides interleaved so that load on this noisy machine hits both alike. Per layer type times
 come from running the nets layer by layer (`_forward`/`_backward`). The depthwise targets
 time one layer alone, our `ConvolutionDepthwise` against the grouped `Convolution`, at every
-depthwise shape of the level-1 net, batch 1 and 128.
+depthwise shape of the level-1 net, batch 1 and 128, with `caffe time`'s per-layer C++ timers
+(through pycaffe, the per-call overhead is a large part of a batch-1 layer's few microseconds).
 """
 import os
 import platform
@@ -111,13 +112,16 @@ def layer_type_times(net, repeats=3):
     return dict(sorted(by_type.items(), key=lambda kv: -kv[1]))
 
 
-def _single_layer_net(folder, kind, shape, kernel, stride, pad):
+def _single_layer_prototxt(folder, kind, shape, kernel, stride, pad):
+    """DummyData (gaussian, refilled every pass: real non-zero data) -> one depthwise layer,
+    ours or the grouped Convolution; force_backward so that `caffe time` runs its backward."""
     caffe = _caffe()
     from caffe import layers as L
     from landmarks.protoio import write_prototxt
 
     n = caffe.NetSpec()
-    n.data = L.Input(shape=dict(dim=list(shape)))
+    n.data = L.DummyData(dummy_data_param=dict(shape=[dict(dim=list(shape))],
+                                               data_filler=[dict(type="gaussian", std=1)]))
     conv = dict(num_output=shape[1], kernel_size=kernel, stride=stride, pad=pad, bias_term=False,
                 weight_filler=dict(type="msra"))
     if kind == "group":
@@ -128,29 +132,28 @@ def _single_layer_net(folder, kind, shape, kernel, stride, pad):
     proto.force_backward = True
     path = Path(folder) / f"dw_{kind}_{'x'.join(map(str, shape))}_s{stride}.prototxt"
     write_prototxt(proto, path)
-    return caffe.Net(str(path), caffe.TRAIN)
+    return path
 
 
-def time_depthwise(folder, shape, kernel, stride, pad, repeats):
-    """{"group"|"layer": {"forward": ms, "backward": ms}} for one depthwise shape."""
-    rng = np.random.default_rng(1)
-    nets_ = {kind: _single_layer_net(folder, kind, shape, kernel, stride, pad) for kind in ("group", "layer")}
-    x = rng.standard_normal(shape).astype(np.float32)
-    for net in nets_.values():
-        net.blobs["data"].data[...] = x
-        net.forward()
-        net.blobs["out"].diff[...] = rng.standard_normal(net.blobs["out"].diff.shape).astype(np.float32)
-    samples = {kind: {"forward": [], "backward": []} for kind in nets_}
-    for _ in range(repeats):
-        for kind, net in nets_.items():
-            start = time.perf_counter()
-            net.forward()
-            middle = time.perf_counter()
-            net.backward()
-            end = time.perf_counter()
-            samples[kind]["forward"].append((middle - start) * 1000)
-            samples[kind]["backward"].append((end - middle) * 1000)
-    return {kind: {k: statistics.median(v) for k, v in d.items()} for kind, d in samples.items()}
+def time_depthwise(folder, shape, kernel, stride, pad, iterations):
+    """{"group"|"layer": {"forward": ms, "backward": ms}} for one depthwise shape, from
+    `caffe time`'s per-layer timers (C++: no Python call overhead in what is timed)."""
+    import subprocess
+
+    from landmarks.caffe_log import parse_time
+    from landmarks.caffe_runtime import caffe_binary
+
+    result = {}
+    env = dict(os.environ, GLOG_minloglevel="0", GLOG_logtostderr="1")
+    for kind in ("group", "layer"):
+        model = _single_layer_prototxt(folder, kind, shape, kernel, stride, pad)
+        proc = subprocess.run([caffe_binary(), "time", f"-model={model}", f"-iterations={iterations}"],
+                              capture_output=True, text=True, env=env)
+        layers, _ = parse_time(proc.stdout + proc.stderr)
+        if proc.returncode != 0 or "out" not in layers:
+            raise RuntimeError(f"caffe time on {model} failed:\n{(proc.stdout + proc.stderr)[-2000:]}")
+        result[kind] = layers["out"]
+    return result
 
 
 def depthwise_shapes():
@@ -173,7 +176,7 @@ def machine():
             "openblas_threads": int(os.environ.get("OPENBLAS_NUM_THREADS", cores))}
 
 
-def run(repeats=7, dw_repeats=20, progress=print):
+def run(repeats=7, dw_iterations=100, progress=print):
     """The whole benchmark; returns the result dict (the JSON's content)."""
     result = {"machine": machine(), "batch": BATCH}
     with tempfile.TemporaryDirectory(prefix="bench-") as folder:
@@ -191,7 +194,8 @@ def run(repeats=7, dw_repeats=20, progress=print):
         for c, h, w, kernel, stride, pad in depthwise_shapes():
             for batch in (1, BATCH):
                 progress(f"depthwise {c}x{h}x{w} stride {stride}, batch {batch}")
-                t = time_depthwise(folder, (batch, c, h, w), kernel, stride, pad, dw_repeats)
+                t = time_depthwise(folder, (batch, c, h, w), kernel, stride, pad,
+                                   dw_iterations if batch == 1 else max(10, dw_iterations // 10))
                 rows.append({"shape": [batch, c, h, w], "stride": stride, "group_ms": t["group"], "ours_ms": t["layer"],
                              "forward_speedup": t["group"]["forward"] / t["layer"]["forward"],
                              "backward_speedup": t["group"]["backward"] / t["layer"]["backward"]})
@@ -221,7 +225,7 @@ def format_report(result):
     stock, ours = result["layer_type_ms"]["stock"], result["layer_type_ms"]["ours"]
     for kind in sorted(set(stock) | set(ours), key=lambda k: -stock.get(k, ours.get(k, 0))):
         lines.append(f"  {kind:22s} {stock.get(kind, 0):9.1f} | {ours.get(kind, 0):9.1f}")
-    lines.append("depthwise layer alone, ms (grouped Convolution | ours), forward and backward:")
+    lines.append("depthwise layer alone (caffe time), ms (grouped Convolution | ours), forward and backward:")
     for r in result["depthwise"]:
         b, c, h, w = r["shape"]
         lines.append(f"  batch {b:3d} {c:3d}x{h:2d}x{w:2d} s{r['stride']}   fwd {r['group_ms']['forward']:8.3f} | "

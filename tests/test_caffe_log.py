@@ -4,6 +4,7 @@ real_caffe_*.log come from tests/logs/make_real_caffe_logs.py; the crafted logs 
 behaviour each (line styles, year rollover, resume, non-finite values) with hand-picked values.
 """
 import math
+import os
 import re
 from pathlib import Path
 
@@ -213,3 +214,22 @@ def test_follower_gives_output_lines_their_iteration_as_a_live_run_is_read():
     assert [e["iteration"] for e in events if e["kind"] == "train_output"] == list(range(30))
     seconds = [e["seconds"] for e in events]
     assert seconds == sorted(seconds) and seconds[0] > 0
+
+
+def test_parse_time_reads_real_caffe_time_output(tmp_path):
+    """`caffe time` on a real one-layer net: per-layer forward/backward and the averages."""
+    import subprocess
+
+    from landmarks import train_bench
+    from landmarks.caffe_log import parse_time
+    from landmarks.caffe_runtime import caffe_binary
+
+    model = train_bench._single_layer_prototxt(tmp_path, "layer", (2, 8, 6, 6), 3, 2, 1)
+    proc = subprocess.run([caffe_binary(), "time", f"-model={model}", "-iterations=3"], capture_output=True,
+                          text=True, env=dict(os.environ, GLOG_minloglevel="0", GLOG_logtostderr="1"))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    layers, totals = parse_time(proc.stderr)
+    assert set(layers) == {"data", "out"}
+    assert layers["out"]["forward"] >= 0 and layers["out"]["backward"] >= 0
+    assert set(totals) == {"Forward pass", "Backward pass", "Forward-Backward"}
+    assert parse_time("no timing here") == ({}, {})

@@ -18,14 +18,15 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
     parser.add_argument("--repeats", type=int, default=7, help="timed training steps per side (default: 7)")
-    parser.add_argument("--dw-repeats", type=int, default=20,
-                        help="timed passes per depthwise shape and side (default: 20)")
+    parser.add_argument("--dw-iterations", type=int, default=100,
+                        help="caffe time iterations per depthwise shape and side at batch 1; a tenth at "
+                             "batch 128 (default: 100)")
     return parser.parse_args(argv)
 
 
 def main(argv=None):
     args = parse_args(argv)
-    result = train_bench.run(args.repeats, args.dw_repeats, progress=lambda msg: print(f"[bench] {msg}", flush=True))
+    result = train_bench.run(args.repeats, args.dw_iterations, progress=lambda msg: print(f"[bench] {msg}", flush=True))
     print(train_bench.format_report(result))
     if args.json:
         atomic.write_json(args.json, result)

@@ -26,8 +26,6 @@ from pathlib import Path
 
 KIT = Path(__file__).resolve().parent
 ARTICLE_GTX1080_MS = 6.0  # the article's cascade time per image on a GTX1080
-TIME_LINE = re.compile(r"\]\s*(\S+)\s+(forward|backward): ([\d.eE+-]+) ms\.")
-TIME_TOTAL = re.compile(r"Average (Forward pass|Backward pass|Forward-Backward): ([\d.eE+-]+) ms\.")
 DW_LINE = re.compile(r"\[ dw-gpu-vs-cpu \] (.*): max relative error (\S+)")
 
 
@@ -72,16 +70,9 @@ def step_depthwise(out, gpu):
             "gtest": (passed.group(0) if passed else "") + (" " + failed.group(0) if failed else "")}
 
 
-def parse_time(text):
-    layers, totals = {}, {}
-    for name, kind, ms in TIME_LINE.findall(text):
-        layers.setdefault(name, {})[kind] = float(ms)
-    for kind, ms in TIME_TOTAL.findall(text):
-        totals[kind] = float(ms)
-    return layers, totals
-
-
 def step_time(out, gpu, iterations):
+    from landmarks.caffe_log import parse_time
+
     device = ["-gpu", "0"] if gpu else []
     results = {}
     for net in ("train_b128", "deploy_b1"):
