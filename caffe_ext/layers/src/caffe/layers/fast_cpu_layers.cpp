@@ -75,8 +75,28 @@ CAFFE_EXT_KERNEL void run_affine(const Dtype* x, Dtype* y, Dtype* saved, int n, 
   }
 }
 
-CAFFE_EXT_KERNEL void run_scale(const Dtype* x, Dtype* y, int n, Dtype s) {
-  for (int i = 0; i < n; ++i) y[i] = x[i] * s;
+// Scale's backward over one run in one pass: sums of dy and dy * x, and dx = dy * s (dx may
+// be dy itself: each value is read before it is written; NULL when not wanted).
+CAFFE_EXT_KERNEL void run_scale_backward(const Dtype* dy, const Dtype* x, Dtype* dx, int n, Dtype s,
+                                         Dtype* sum_dy, Dtype* sum_dyx) {
+  Dtype a = 0, b = 0;
+  if (dx) {
+#pragma omp simd reduction(+:a, b)
+    for (int i = 0; i < n; ++i) {
+      const Dtype g = dy[i];
+      a += g;
+      b += g * x[i];
+      dx[i] = g * s;
+    }
+  } else {
+#pragma omp simd reduction(+:a, b)
+    for (int i = 0; i < n; ++i) {
+      a += dy[i];
+      b += dy[i] * x[i];
+    }
+  }
+  *sum_dy = a;
+  *sum_dyx = b;
 }
 
 // The stock formula; max/min (not a ?: on x, which GCC turns back into a branch) vectorise.
@@ -252,10 +272,10 @@ void FastScaleLayer<Dtype>::Backward_cpu(const vector<Blob<Dtype>*>& top,
     const Dtype s = scale[d];
     for (int n = 0; n < outer; ++n) {
       const long offset = (static_cast<long>(n) * dim + d) * inner;
-      const Dtype* g = dy + offset;
-      if (bias_diff) sum_dy += run_sum(g, inner);
-      if (scale_diff) sum_dyx += run_dot(g, x + offset, inner);
-      if (dx) run_scale(g, dx + offset, inner, s);
+      Dtype run_dy, run_dyx;
+      run_scale_backward(dy + offset, x + offset, dx ? dx + offset : NULL, inner, s, &run_dy, &run_dyx);
+      sum_dy += run_dy;
+      sum_dyx += run_dyx;
     }
     if (bias_diff) bias_diff[d] += static_cast<Dtype>(sum_dy);
     if (scale_diff) scale_diff[d] += static_cast<Dtype>(sum_dyx);
