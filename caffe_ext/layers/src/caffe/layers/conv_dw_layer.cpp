@@ -1,9 +1,5 @@
 // ConvolutionDepthwise, CPU side: parameter parsing, shapes and the direct loops.
 // See include/caffe/layers/conv_dw_layer.hpp for what the layer is.
-// Caffe compiles at -O2, where GCC leaves these loops scalar (and ReLU's select a
-// mispredicted branch); -O3 vectorises them. No -march: the code runs on any x86-64.
-#pragma GCC optimize("O3")
-
 #include <algorithm>
 #include <sstream>
 #include <stdexcept>
@@ -12,7 +8,6 @@
 #include "caffe/filler.hpp"
 #include "caffe/layers/conv_dw_lanes.hpp"
 #include "caffe/layers/conv_dw_layer.hpp"
-#include "caffe/util/cpu_threads.hpp"
 #include "caffe/util/math_functions.hpp"
 
 namespace caffe {
@@ -44,112 +39,21 @@ void spatial_param(const google::protobuf::RepeatedField<google::protobuf::uint3
   }
 }
 
-// The padded input plane split into stride_h x stride_w phase planes: padded pixel (r, c)
-// lives in phase plane (r % stride_h, c % stride_w) at row r / stride_h, column
-// c / stride_w, every phase plane `cols` wide. Then output (oh, ow) of tap (kh, kw) reads
-// index q + offset(kh, kw) of one phase plane, with q = oh * cols + ow: each tap is ONE long
-// unit-stride loop over the whole plane (columns ow >= top_width are computed and dropped).
-// That keeps the loops long and vectorised, where row-by-row loops were mostly overhead.
-template <typename Dtype>
-class PhasedPlane {
- public:
-  explicit PhasedPlane(const DepthwiseGeometry& g)
-      : g_(g), rows_(g.top_height + (g.kernel_h - 1) * g.dilation_h / g.stride_h + 1),
-        cols_(g.top_width + (g.kernel_w - 1) * g.dilation_w / g.stride_w + 1),
-        buf_(static_cast<size_t>(g.stride_h) * g.stride_w * rows_ * cols_) {}
-
-  int cols() const { return cols_; }
-  int span() const { return g_.top_height * cols_; }  // the q range of the output plane
-  void zero() { std::fill(buf_.begin(), buf_.end(), Dtype(0)); }
-
-  // Tap k's phase plane, advanced by its offset: element q pairs with output q.
-  Dtype* tap(int kh, int kw) {
-    const int r = kh * g_.dilation_h, c = kw * g_.dilation_w;
-    return &buf_[(static_cast<size_t>((r % g_.stride_h) * g_.stride_w + c % g_.stride_w) * rows_ +
-                  r / g_.stride_h) * cols_ + c / g_.stride_w];
-  }
-
-  // Loads plane x (H x W), or (store) writes the interior back into dx (H x W).
-  void load(const Dtype* x) { zero(); copy(const_cast<Dtype*>(x), true); }
-  void store(Dtype* dx) {  // pixels no window reads get a zero gradient
-    std::fill(dx, dx + g_.height * g_.width, Dtype(0));
-    copy(dx, false);
-  }
-
- private:
-  void copy(Dtype* image, bool into_planes) {
-    for (int ih = 0; ih < g_.height; ++ih) {
-      const int r = ih + g_.pad_h, i = r / g_.stride_h;
-      if (i >= rows_) break;  // rows below every window
-      Dtype* line = image + ih * g_.width;
-      for (int cp = 0; cp < g_.stride_w; ++cp) {
-        Dtype* plane_row = &buf_[(static_cast<size_t>((r % g_.stride_h) * g_.stride_w + cp) * rows_ + i) * cols_];
-        int j = cp >= g_.pad_w ? 0 : (g_.pad_w - cp + g_.stride_w - 1) / g_.stride_w;
-        for (int iw = j * g_.stride_w + cp - g_.pad_w; iw < g_.width && j < cols_; ++j, iw += g_.stride_w) {
-          if (into_planes) plane_row[j] = line[iw]; else line[iw] = plane_row[j];
-        }
-      }
-    }
-  }
-
-  const DepthwiseGeometry& g_;
-  int rows_, cols_;
-  std::vector<Dtype> buf_;
-};
-
-// Out of line: GCC vectorises loops here, not inside the functions it outlines for OpenMP.
-// y (top_height x top_width) = bias + sum over taps of w[k] * tap plane; `wide` is scratch
-// of plane.span() values.
-template <typename Dtype>
-__attribute__((noinline)) static void forward_plane(PhasedPlane<Dtype>* plane, const Dtype* w, Dtype bias,
-                                                    Dtype* wide, Dtype* y, const DepthwiseGeometry& g) {
-  const int span = plane->span(), cols = plane->cols();
-  for (int q = 0; q < span; ++q) wide[q] = bias;
-  for (int kh = 0; kh < g.kernel_h; ++kh) {
-    for (int kw = 0; kw < g.kernel_w; ++kw) {
-      const Dtype* src = plane->tap(kh, kw);
-      const Dtype wv = w[kh * g.kernel_w + kw];
-      for (int q = 0; q < span; ++q) wide[q] += wv * src[q];
-    }
-  }
-  for (int oh = 0; oh < g.top_height; ++oh) {
-    std::copy(wide + oh * cols, wide + oh * cols + g.top_width, y + oh * g.top_width);
-  }
-}
-
-// One plane's gradients from dy spread to `wide` rows (extra columns zero): dw[k] +=
-// sum(wide * tap plane of x) when x_plane is given, and dx accumulated into the tap planes of
-// dx_plane (zeroed by the caller) when that is given.
-template <typename Dtype>
-__attribute__((noinline)) static void backward_plane(PhasedPlane<Dtype>* x_plane, PhasedPlane<Dtype>* dx_plane,
-                                                     const Dtype* w, const Dtype* dy, Dtype* wide, Dtype* dw,
-                                                     const DepthwiseGeometry& g) {
-  const int span = (x_plane ? x_plane : dx_plane)->span(), cols = (x_plane ? x_plane : dx_plane)->cols();
-  std::fill(wide, wide + span, Dtype(0));
-  for (int oh = 0; oh < g.top_height; ++oh) {
-    std::copy(dy + oh * g.top_width, dy + (oh + 1) * g.top_width, wide + oh * cols);
-  }
-  for (int kh = 0; kh < g.kernel_h; ++kh) {
-    for (int kw = 0; kw < g.kernel_w; ++kw) {
-      const int k = kh * g.kernel_w + kw;
-      if (x_plane) {
-        const Dtype* src = x_plane->tap(kh, kw);
-        Dtype sum = 0;
-#pragma omp simd reduction(+:sum)
-        for (int q = 0; q < span; ++q) sum += wide[q] * src[q];
-        dw[k] += sum;
-      }
-      if (dx_plane) {
-        Dtype* dst = dx_plane->tap(kh, kw);
-        const Dtype wv = w[k];
-        for (int q = 0; q < span; ++q) dst[q] += wv * wide[q];
-      }
-    }
-  }
+// The first and one-past-last output column whose input column
+// ow * stride - pad + offset falls inside [0, width).
+inline void valid_columns(int offset, int stride, int pad, int width, int top_width,
+                          int* begin, int* end) {
+  // smallest ow with ow * stride >= pad - offset
+  const int lo = pad - offset;
+  *begin = lo <= 0 ? 0 : (lo + stride - 1) / stride;
+  // largest ow with ow * stride <= width - 1 + pad - offset
+  const int hi = width - 1 + pad - offset;
+  *end = hi < 0 ? 0 : std::min(top_width, hi / stride + 1);
+  if (*begin > *end) *begin = *end;
 }
 
 // Float blobs take the four-lane path (conv_dw_lanes.cpp) for kernels of up to 64 taps;
-// double blobs, and larger kernels, the per-plane code below.
+// double blobs, and larger kernels, the direct loops below.
 inline bool lanes_fit(const DepthwiseGeometry& g) { return g.kernel_h * g.kernel_w <= 64; }
 inline bool lanes_forward(const DepthwiseGeometry&, const double*, const double*, const double*, double*) {
   return false;
@@ -275,22 +179,32 @@ void ConvolutionDepthwiseLayer<Dtype>::Forward_cpu(const vector<Blob<Dtype>*>& b
   const Dtype* bias = bias_term_ ? this->blobs_[1]->cpu_data() : NULL;
   const int in_plane = g.height * g.width;
   const int out_plane = g.top_height * g.top_width;
-  const int taps = g.kernel_h * g.kernel_w;
   for (int i = 0; i < bottom.size(); ++i) {
     const Dtype* in = bottom[i]->cpu_data();
     Dtype* out = top[i]->mutable_cpu_data();
     if (lanes_forward(g, in, weight, bias, out)) continue;
-    // Planes to threads in memory order (contiguous shares); each thread pads its planes
-    // into its own buffer.
-#pragma omp parallel if (worth_threads(static_cast<long>(g.num) * g.channels * out_plane * taps / 4))
-    {
-      PhasedPlane<Dtype> plane(g);
-      std::vector<Dtype> wide(plane.span());
-#pragma omp for schedule(static)
-      for (long nc = 0; nc < static_cast<long>(g.num) * g.channels; ++nc) {
-        const int c = nc % g.channels;
-        plane.load(in + nc * in_plane);
-        forward_plane(&plane, weight + c * taps, bias ? bias[c] : Dtype(0), &wide[0], out + nc * out_plane, g);
+    for (int nc = 0; nc < g.num * g.channels; ++nc) {
+      const int c = nc % g.channels;
+      const Dtype* x = in + nc * in_plane;
+      Dtype* y = out + nc * out_plane;
+      std::fill(y, y + out_plane, bias ? bias[c] : Dtype(0));
+      const Dtype* w = weight + c * g.kernel_h * g.kernel_w;
+      for (int kh = 0; kh < g.kernel_h; ++kh) {
+        for (int kw = 0; kw < g.kernel_w; ++kw) {
+          const Dtype wv = w[kh * g.kernel_w + kw];
+          int ow_begin, ow_end;
+          valid_columns(kw * g.dilation_w, g.stride_w, g.pad_w, g.width, g.top_width,
+                        &ow_begin, &ow_end);
+          for (int oh = 0; oh < g.top_height; ++oh) {
+            const int ih = oh * g.stride_h - g.pad_h + kh * g.dilation_h;
+            if (ih < 0 || ih >= g.height) continue;
+            const Dtype* xrow = x + ih * g.width - g.pad_w + kw * g.dilation_w;
+            Dtype* yrow = y + oh * g.top_width;
+            for (int ow = ow_begin; ow < ow_end; ++ow) {
+              yrow[ow] += wv * xrow[ow * g.stride_w];
+            }
+          }
+        }
       }
     }
   }
@@ -308,36 +222,52 @@ void ConvolutionDepthwiseLayer<Dtype>::Backward_cpu(const vector<Blob<Dtype>*>& 
       this->blobs_[1]->mutable_cpu_diff() : NULL;
   const int in_plane = g.height * g.width;
   const int out_plane = g.top_height * g.top_width;
-  const int taps = g.kernel_h * g.kernel_w;
   for (int i = 0; i < top.size(); ++i) {
     const Dtype* top_diff = top[i]->cpu_diff();
     const Dtype* in = bottom[i]->cpu_data();
     Dtype* in_diff = propagate_down[i] ? bottom[i]->mutable_cpu_diff() : NULL;
     if (!in_diff && !weight_diff && !bias_diff) continue;
     if (lanes_backward(g, in, top_diff, weight, in_diff, weight_diff, bias_diff)) continue;
-#pragma omp parallel if (worth_threads(static_cast<long>(g.num) * g.channels * out_plane * taps / 4))
-    {
-      PhasedPlane<Dtype> x_plane(g), dx_plane(g);  // the input, and dx accumulated padded
-      std::vector<Dtype> wide(x_plane.span());
-      // This thread's share of the parameter gradients, added up at the end.
-      std::vector<Dtype> dw(static_cast<size_t>(g.channels) * taps, Dtype(0)), db(g.channels, Dtype(0));
-#pragma omp for schedule(static)
-      for (long nc = 0; nc < static_cast<long>(g.num) * g.channels; ++nc) {
-        const int c = nc % g.channels;
-        const Dtype* dy = top_diff + nc * out_plane;
-        if (bias_diff) {
-          for (int j = 0; j < out_plane; ++j) db[c] += dy[j];
-        }
-        if (weight_diff) x_plane.load(in + nc * in_plane);
-        if (in_diff) dx_plane.zero();
-        backward_plane(weight_diff ? &x_plane : NULL, in_diff ? &dx_plane : NULL, weight + c * taps, dy,
-                       &wide[0], &dw[c * taps], g);
-        if (in_diff) dx_plane.store(in_diff + nc * in_plane);
+    if (in_diff) caffe_set(bottom[i]->count(), Dtype(0), in_diff);
+    for (int nc = 0; nc < g.num * g.channels; ++nc) {
+      const int c = nc % g.channels;
+      const Dtype* dy = top_diff + nc * out_plane;
+      if (bias_diff) {
+        Dtype sum = 0;
+        for (int j = 0; j < out_plane; ++j) sum += dy[j];
+        bias_diff[c] += sum;
       }
-#pragma omp critical
-      {
-        for (int j = 0; weight_diff && j < g.channels * taps; ++j) weight_diff[j] += dw[j];
-        for (int c = 0; bias_diff && c < g.channels; ++c) bias_diff[c] += db[c];
+      const Dtype* x = in + nc * in_plane;
+      Dtype* dx = in_diff ? in_diff + nc * in_plane : NULL;
+      const Dtype* w = weight + c * g.kernel_h * g.kernel_w;
+      Dtype* dw = weight_diff ? weight_diff + c * g.kernel_h * g.kernel_w : NULL;
+      for (int kh = 0; kh < g.kernel_h; ++kh) {
+        for (int kw = 0; kw < g.kernel_w; ++kw) {
+          const int k = kh * g.kernel_w + kw;
+          const int shift = kw * g.dilation_w - g.pad_w;
+          int ow_begin, ow_end;
+          valid_columns(kw * g.dilation_w, g.stride_w, g.pad_w, g.width, g.top_width,
+                        &ow_begin, &ow_end);
+          Dtype dw_sum = 0;
+          for (int oh = 0; oh < g.top_height; ++oh) {
+            const int ih = oh * g.stride_h - g.pad_h + kh * g.dilation_h;
+            if (ih < 0 || ih >= g.height) continue;
+            const Dtype* dyrow = dy + oh * g.top_width;
+            const int row = ih * g.width + shift;
+            if (dw) {
+              for (int ow = ow_begin; ow < ow_end; ++ow) {
+                dw_sum += dyrow[ow] * x[row + ow * g.stride_w];
+              }
+            }
+            if (dx) {
+              const Dtype wv = w[k];
+              for (int ow = ow_begin; ow < ow_end; ++ow) {
+                dx[row + ow * g.stride_w] += wv * dyrow[ow];
+              }
+            }
+          }
+          if (dw) dw[k] += dw_sum;
+        }
       }
     }
   }
