@@ -61,8 +61,7 @@ $(VENV_STAMP): requirements.txt pyproject.toml $(DEBS_STAMP)
 	touch $@
 
 $(CAFFE_STAMP): $(VENV_STAMP) caffe_ext/build_caffe.py $(LAYER_SOURCES)
-	CAFFE_GPU=$(CAFFE_GPU) $(PY) caffe_ext/build_caffe.py
-	touch $@
+	CAFFE_GPU=$(CAFFE_GPU) $(PY) caffe_ext/build_caffe.py --stamp $@
 
 # The CUDA variant, compile-checked (pinned CUDA wheels, sm_90) in build/caffe-cuda; skipped
 # with one line where the wheels cannot be had. It does not replace the CPU build.

@@ -160,8 +160,9 @@ def pack_data(kit, workers):
     (kit / "data").mkdir()
     counts = {}
     for split in ("train", "test"):
-        shards = [ROOT / line.strip() if not os.path.isabs(line.strip()) else Path(line.strip())
-                  for line in (data / "hdf5" / f"{split}.txt").read_text().splitlines() if line.strip()]
+        # relative shard paths are the repository's (an absolute one stays as it is)
+        shards = [ROOT / line.strip() for line in (data / "hdf5" / f"{split}.txt").read_text().splitlines()
+                  if line.strip()]
         arrays = {"data": [], "label": []}
         for shard in shards:
             with h5py.File(shard, "r") as f:
@@ -172,7 +173,7 @@ def pack_data(kit, workers):
                 value = np.concatenate(parts).astype(np.float32)
                 f.create_dataset(key, data=value, compression="gzip", compression_opts=6,
                                  chunks=(min(64, len(value)),) + value.shape[1:])
-        counts[split] = len(np.concatenate(arrays["label"]))
+                counts[split] = len(value)
         (kit / "data" / f"{split}.txt").write_text(f"data/{split}.h5\n")
     (kit / "images").mkdir()
     for jpeg in sorted(images.rglob("*.jpg"))[:CASCADE_IMAGES]:
