@@ -166,6 +166,18 @@ REGISTER_LAYER_CREATOR(StockScale, CreateStockScale);"""),
     ("src/caffe/layer_factory.cpp",
      "REGISTER_LAYER_CREATOR(ReLU, GetReLULayer);",
      "REGISTER_LAYER_CREATOR(StockReLU, GetReLULayer);  // caffe_ext: \"ReLU\" is FastReLULayer"),
+    # caffe_ext's WingLoss layer (layers/.../wing_loss_layer.cpp) takes its two parameters
+    # from a message of its own; 4101 is far above every field id this source uses.
+    ("src/caffe/proto/caffe.proto",
+     "message LayerParameter {",
+     """// caffe_ext: Wing loss (Feng et al. 2018), in label units
+message WingLossParameter {
+  optional float w = 1 [default = 0.3];  // where the log part ends
+  optional float epsilon = 2 [default = 0.06];  // the log part's curvature
+}
+
+message LayerParameter {
+  optional WingLossParameter wing_loss_param = 4101;  // caffe_ext"""),
     # The sdist's extra ProposalLayer has CUDA for its forward pass only, yet instantiates
     # both; its backward comes from caffe_ext/layers/.../sdist_gpu_fallbacks.cpp instead.
     ("src/caffe/layers/proposal_layer.cu",
@@ -321,6 +333,12 @@ def prepare_tree(tree, cuda, archs=None, python_layer=True):
     if copied:
         log(f"project layers updated in the tree: {', '.join(copied)}")
     objects = tree / ".temp_release"
+    if "src/caffe/proto/caffe.proto" in edited and objects.exists():
+        # Every object is compiled against the generated message classes, and Caffe's Makefile
+        # recompiles only what names caffe.pb.h directly: a mixed build crashes. Start clean.
+        log(f"caffe.proto edited: removing {objects} and pycaffe's module for a clean build")
+        shutil.rmtree(objects)
+        (tree / "python/caffe/_caffe.so").unlink(missing_ok=True)
     if write_if_changed(tree / "Makefile.config", makefile_config(cuda, archs, python_layer)):
         log("Makefile.config written")
         if objects.exists():  # Caffe's Makefile does not track its config: flags changed, rebuild all

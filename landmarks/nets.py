@@ -13,6 +13,7 @@ from caffe import layers as L, params as P
 from data_prep.images import MEAN_VALUE  # the one owner of the input convention
 
 DEPTHWISE_CHOICES = ("layer", "group")
+LOSS_CHOICES = ("euclidean", "wing")
 SOURCE_CHOICES = ("hdf5", "lmdb")
 
 
@@ -29,10 +30,18 @@ class NetConfig:
     fc_hidden: int = 256
     dropout: float = 0.3
     loss_weight: float = 100.0
+    # "euclidean": the article's L2; "wing": caffe_ext's WingLoss (Feng et al. 2018), whose w
+    # and epsilon are in label units (1 = half the input side): 0.3 and 0.06 are Feng et al.'s
+    # 10 and 2 pixels of a 64-pixel input, scaled to ours.
+    loss: str = "euclidean"
+    wing_w: float = 0.3
+    wing_epsilon: float = 0.06
 
     def __post_init__(self):
         if self.depthwise not in DEPTHWISE_CHOICES:
             raise ValueError(f"depthwise must be one of {DEPTHWISE_CHOICES}, got {self.depthwise!r}")
+        if self.loss not in LOSS_CHOICES:
+            raise ValueError(f"loss must be one of {LOSS_CHOICES}, got {self.loss!r}")
         if self.input_size < 16:
             # four stride-2 stages: 16 px leaves a 1x1 map before fc1
             raise ValueError(f"input_size must be at least 16, got {self.input_size}")
@@ -128,7 +137,11 @@ def train_test_net(cfg, source, train_paths, test_paths, batch_train, batch_test
     train = caffe.NetSpec()
     _data_layers(train, source, train_paths, batch_train, caffe.TRAIN)
     fc2 = _body(train, train.data, cfg)
-    train.loss = L.EuclideanLoss(fc2, train.label, loss_weight=cfg.loss_weight)
+    if cfg.loss == "wing":
+        train.loss = L.WingLoss(fc2, train.label, loss_weight=cfg.loss_weight,
+                                wing_loss_param=dict(w=cfg.wing_w, epsilon=cfg.wing_epsilon))
+    else:
+        train.loss = L.EuclideanLoss(fc2, train.label, loss_weight=cfg.loss_weight)
     test = caffe.NetSpec()
     _data_layers(test, source, test_paths, batch_test, caffe.TEST)
     net = train.to_proto()
