@@ -20,9 +20,14 @@ COUNT     ?= 5000
 SEED      ?= 1
 LIMIT     ?= 0
 RESUME    ?=
+AUG       ?=
+CROPS     ?= auto
+LOSS      ?= auto
+ITERS     ?= 0
 RUN_ARGS = --celeba "$(DATA)" --schedule $(SCHEDULE) --gpu "$(GPU)" --depthwise $(DEPTHWISE) \
            --format $(FORMAT) --thresh $(THRESH) --input-size $(SIZE) --count $(COUNT) --seed $(SEED) \
-           --limit $(LIMIT) $(if $(filter 1 yes true,$(RESUME)),--resume,)
+           --limit $(LIMIT) $(if $(filter 1 yes true,$(RESUME)),--resume,) $(if $(AUG),--augment $(AUG),) \
+           --train-crops $(CROPS) --loss $(LOSS) --iterations $(ITERS)
 
 LAYER_SOURCES := $(shell find caffe_ext/layers -type f 2>/dev/null)
 CAFFE_STAMP   := build/.caffe-stamp
@@ -38,7 +43,12 @@ help:  ## this list
 	@echo "Variables (default):"
 	@echo "  RUN=$(RUN)        outputs in runs/<RUN>/"
 	@echo "  DATA=           CelebA root as distributed (empty: the built-in synthetic CelebA, COUNT=$(COUNT) images)"
-	@echo "  SCHEDULE=auto   article | demo | smoke (auto: article on a GPU, demo on a CPU)"
+	@echo "  SCHEDULE=auto   article | demo | real | smoke (auto: article on a GPU, demo on a CPU;"
+	@echo "                  real: the recipe for real faces on a CPU, about an hour)"
+	@echo "  AUG=            augmented copies per training image (empty: the schedule's)"
+	@echo "  CROPS=auto      level 2's training crops: prediction | truth (auto: the schedule's)"
+	@echo "  LOSS=auto       euclidean | wing (auto: the schedule's)"
+	@echo "  ITERS=0         iterations per level, lr steps scaled along (0: the schedule's)"
 	@echo "  GPU=auto        0 | 0,1 | all | empty for CPU (auto: GPU 0 when there is one)"
 	@echo "  DEPTHWISE=layer layer (our ConvolutionDepthwise) | group (stock Convolution)"
 	@echo "  FORMAT=hdf5     hdf5 | lmdb       THRESH=0.05  crops: level-1 error above which training images are dropped"

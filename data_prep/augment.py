@@ -2,9 +2,11 @@
 
 Off by default (`copies=0`), so that the default run reproduces the article. A copy jitters
 the box the sample is cut from (the whole image for level 1, the crop for level 2): its
-scale and shift; then rotates the content about the box centre and maybe mirrors it. The
-points go through the very same transform, and a mirror also swaps left and right points
-(labels.FLIP_ORDER), so that index 0 stays the subject's left eye.
+scale and shift, or a zoom-out that makes the face small in the picture; then rotates the
+content about the box centre (now and then by any angle, upside down included) and maybe
+mirrors it. The points go through the very same transform, and a mirror also swaps left and
+right points (labels.FLIP_ORDER), so that index 0 stays the subject's left eye. Photometric
+changes (grey, contrast and brightness, blur) act on the finished pixels and move no point.
 
 Each copy's random draw is seeded by (seed, entry index, copy number): the data set does not
 depend on worker count or processing order.
@@ -24,6 +26,13 @@ class AugmentConfig:
     rotate: float = 15.0  # max |angle| in degrees; CelebA has few rolled faces (weakness 5)
     scale: float = 0.1  # the box is scaled by a factor in [1 - scale, 1 + scale]
     shift: float = 0.05  # the box moves by up to this fraction of its size, each axis
+    # The options below are off by default; each draws only when on, so data sets built
+    # before they existed come out the same.
+    zoom: float = 1.0  # half the copies: the box grows by up to this factor (a small face)
+    rotate_any: float = 0.0  # probability that the angle is drawn from the whole circle
+    grey: float = 0.0  # probability of a grey copy (grey photos exist in the wild)
+    colour: float = 0.0  # contrast and brightness change by up to this fraction
+    blur: float = 0.0  # probability of a Gaussian blur (sigma up to BLUR_SIGMA output pixels)
 
     def __post_init__(self):
         if self.copies < 0:
@@ -32,6 +41,16 @@ class AugmentConfig:
             raise ValueError(f"flip probability must be in [0, 1], got {self.flip}")
         if not (0 <= self.scale < 1 and self.rotate >= 0 and self.shift >= 0):
             raise ValueError("augment rotate, scale and shift must be >= 0 (scale < 1)")
+        if not self.zoom >= 1:
+            raise ValueError(f"augment zoom must be >= 1 (1: off), got {self.zoom}")
+        for name in ("rotate_any", "grey", "blur"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ValueError(f"augment {name.replace('_', '-')} probability must be in [0, 1], got {getattr(self, name)}")
+        if not 0 <= self.colour < 1:
+            raise ValueError(f"augment colour must be in [0, 1), got {self.colour}")
+
+
+BLUR_SIGMA = 1.2  # output pixels: at 48x48 this turns a sharp face into a soft web thumbnail
 
 
 @dataclass(frozen=True)
@@ -41,18 +60,43 @@ class Jitter:
     scale: float = 1.0  # box size factor (> 1 shows more around the face)
     dx: float = 0.0  # box shift as a fraction of its width
     dy: float = 0.0
+    grey: bool = False
+    contrast: float = 1.0  # pixel values scale about mid-grey by this factor...
+    brightness: float = 0.0  # ...then move by this many grey levels
+    blur: float = 0.0  # Gaussian sigma in output pixels, 0: none
 
     def describe(self):
-        return f"flip={int(self.flip)},angle={self.angle:.2f},scale={self.scale:.3f},dx={self.dx:.3f},dy={self.dy:.3f}"
+        text = f"flip={int(self.flip)},angle={self.angle:.2f},scale={self.scale:.3f},dx={self.dx:.3f},dy={self.dy:.3f}"
+        if self.photometric:
+            text += f",grey={int(self.grey)},contrast={self.contrast:.3f},brightness={self.brightness:.1f},blur={self.blur:.2f}"
+        return text
+
+    @property
+    def photometric(self):
+        return self.grey or self.contrast != 1.0 or self.brightness != 0.0 or self.blur > 0
 
 
 def draw(config, seed, index, copy):
     """The jitter of copy number `copy` (>= 1) of entry `index`."""
     rng = np.random.default_rng([seed, index, copy])
     u = rng.uniform(-1.0, 1.0, size=4)
-    return Jitter(flip=bool(rng.random() < config.flip), angle=float(u[0] * config.rotate),
-                  scale=float(1.0 + u[1] * config.scale), dx=float(u[2] * config.shift),
-                  dy=float(u[3] * config.shift))
+    flip = bool(rng.random() < config.flip)
+    angle, scale = float(u[0] * config.rotate), float(1.0 + u[1] * config.scale)
+    extra = {}
+    if config.zoom > 1 and rng.random() < 0.5:
+        scale *= float(np.exp(rng.uniform(0.0, np.log(config.zoom))))  # log-uniform: as many mid as far
+    if config.rotate_any and rng.random() < config.rotate_any:
+        angle = float(rng.uniform(-180.0, 180.0))
+    if config.grey:
+        extra["grey"] = bool(rng.random() < config.grey)
+    if config.colour:
+        c = rng.uniform(-1.0, 1.0, size=2)
+        extra["contrast"] = float(1.0 + c[0] * config.colour)
+        extra["brightness"] = float(c[1] * config.colour * 127.5)
+    if config.blur and rng.random() < config.blur:
+        extra["blur"] = float(rng.uniform(0.3, 1.0) * BLUR_SIGMA)
+    return Jitter(flip=flip, angle=angle, scale=scale, dx=float(u[2] * config.shift), dy=float(u[3] * config.shift),
+                  **extra)
 
 
 def apply(box, jitter):
@@ -78,3 +122,16 @@ def frame_points(points, box, transform=None, flip=False):
     if flip:
         q = q[list(FLIP_ORDER)]
     return q
+
+
+def photometric(pixels, jitter):
+    """The copy's grey, contrast, brightness and blur applied to finished H x W x 3 uint8 pixels."""
+    if jitter is None or not jitter.photometric:
+        return pixels
+    out = pixels.astype(np.float32)
+    if jitter.grey:
+        out = np.repeat(cv2.cvtColor(out, cv2.COLOR_BGR2GRAY)[..., None], 3, axis=2)
+    out = (out - 127.5) * jitter.contrast + 127.5 + jitter.brightness
+    if jitter.blur > 0:
+        out = cv2.GaussianBlur(out, (0, 0), jitter.blur)
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)

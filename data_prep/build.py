@@ -39,6 +39,7 @@ class Settings:
     level: int
     size: int = images.DEFAULT_SIZE
     thresh: float = float("inf")  # level 2: training samples with a larger level-1 error are dropped
+    train_crops: str = "prediction"  # level 2: TRAINING crops around level 1's prediction, or the truth
 
 
 @dataclass(frozen=True)
@@ -92,12 +93,18 @@ def make_sample(task, settings):
     fallback = ""
     if settings.level == 1:
         box = (0, 0, width, height)
+    elif task.split == "train" and settings.train_crops == "truth":
+        # Sun et al.'s way: the crop rule applied to the true points; augmentation copies then
+        # jitter it, so that level 2 learns to correct a misplaced crop without depending on
+        # how well level 1 happens to fit its own training images.
+        crop = crop_box(gt, width, height)
     else:
         error = float(image_errors(task.prediction[None], gt[None], [width], [height])[0])
         if task.split == "train" and not error <= settings.thresh:  # `not <=`: a NaN error is dropped too
             return Problem("level-1 error above threshold", f"{error:.4f} > {settings.thresh}",
                            task.source, task.line, task.name)
         crop = crop_box(task.prediction, width, height)
+    if settings.level == 2:
         box, fallback = (crop.x0, crop.y0, crop.x1, crop.y1), crop.fallback
         if fallback:
             notes.append(f"crop fallback: {fallback}")
@@ -115,6 +122,7 @@ def make_sample(task, settings):
         pixels = images.level1_pixels(decoded, settings.size)  # the same pixels as render, faster
     else:
         pixels = images.render(decoded, images.frame_matrix(box, settings.size, transform), settings.size)
+    pixels = augment.photometric(pixels, task.jitter)
     frame_pts = augment.frame_points(gt, box, transform, flip=task.jitter is not None and task.jitter.flip)
     label = as_rows(normalise(frame_pts, region[0], region[1])).astype(np.float32)
     row = [task.name, width, height] + [_fmt(v) for v in gt.reshape(-1)]
@@ -304,6 +312,14 @@ def add_common_arguments(parser):
     parser.add_argument("--aug-rotate", type=float, default=defaults.rotate, help="max rotation in degrees (default: %(default)s)")
     parser.add_argument("--aug-scale", type=float, default=defaults.scale, help="box scale jitter, +-fraction (default: %(default)s)")
     parser.add_argument("--aug-shift", type=float, default=defaults.shift, help="box shift jitter, +-fraction of its size (default: %(default)s)")
+    parser.add_argument("--aug-zoom", type=float, default=defaults.zoom,
+                        help="half the copies zoom out by up to this factor: a small face (default: %(default)s, off)")
+    parser.add_argument("--aug-rotate-any", type=float, default=defaults.rotate_any,
+                        help="probability of an angle from the whole circle (default: %(default)s)")
+    parser.add_argument("--aug-grey", type=float, default=defaults.grey, help="grey copy probability (default: %(default)s)")
+    parser.add_argument("--aug-colour", type=float, default=defaults.colour,
+                        help="contrast and brightness jitter, +-fraction (default: %(default)s)")
+    parser.add_argument("--aug-blur", type=float, default=defaults.blur, help="blur probability (default: %(default)s)")
     parser.add_argument("--workers", type=int, default=available_cores(),
                         help="worker processes (default: every available core, here %(default)s)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -316,8 +332,7 @@ def dataset_options(args):
         "root": os.path.abspath(args.celeba), "variant": args.variant, "split": args.split,
         "train_fraction": args.train_fraction, "val_fraction": args.val_fraction, "seed": args.seed,
         "limit": args.limit, "size": args.size, "shard_size": args.shard_size, "format": args.format,
-        "augment": {"copies": args.augment, "flip": args.aug_flip, "rotate": args.aug_rotate,
-                    "scale": args.aug_scale, "shift": args.aug_shift},
+        "augment": augment_options(args),
     }
 
 
@@ -326,9 +341,22 @@ def load_dataset(args):
                        args.seed, args.limit)
 
 
+def augment_options(args):
+    """The augmentation options as given, JSON-ready; the new ones only when on, so that a
+    data folder built before they existed still counts as current."""
+    options = {"copies": args.augment, "flip": args.aug_flip, "rotate": args.aug_rotate,
+               "scale": args.aug_scale, "shift": args.aug_shift}
+    defaults = augment.AugmentConfig()
+    for name in ("zoom", "rotate_any", "grey", "colour", "blur"):
+        value = getattr(args, "aug_" + name)
+        if value != getattr(defaults, name):
+            options[name] = value
+    return options
+
+
 def augment_config(args):
     try:
-        return augment.AugmentConfig(args.augment, args.aug_flip, args.aug_rotate, args.aug_scale, args.aug_shift)
+        return augment.AugmentConfig(**augment_options(args))
     except ValueError as exc:
         raise celeba.DataError(str(exc)) from None
 

@@ -11,7 +11,7 @@ import math
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +20,7 @@ from landmarks import caffe_runtime, metrics, plots
 from landmarks.atomic import write_json
 from landmarks.caffe_runtime import ROOT
 from landmarks.generate import write_level_files
-from landmarks.nets import DEPTHWISE_CHOICES, NetConfig
+from landmarks.nets import DEPTHWISE_CHOICES, LOSS_CHOICES, NetConfig
 from landmarks.report import network_diagram, write_report
 from landmarks.solvers import SCHEDULES, get_schedule
 
@@ -47,6 +47,10 @@ class Settings:
     thresh: float = 0.05
     input_size: int = 48
     limit: int = 0  # 0: every image
+    augment: int = -1  # transformed copies per training image; -1: the schedule's
+    train_crops: str = "auto"  # level 2's training crops: prediction | truth; auto: the schedule's
+    loss: str = "auto"  # euclidean | wing; auto: the schedule's
+    iterations: int = 0  # > 0: train each level this long, the schedule's lr steps scaled along
     resume: bool = False
     runs_root: str = str(ROOT / "runs")  # run folders: <runs_root>/<run>/
     data_root: str = str(ROOT / "data")  # synthetic CelebA and level-1 data
@@ -63,6 +67,18 @@ class Settings:
             raise WorkflowError(f"SCHEDULE must be one of {sorted(SCHEDULES)} or auto, got {s.schedule!r}")
         if s.depthwise not in DEPTHWISE_CHOICES:
             raise WorkflowError(f"DEPTHWISE must be one of {DEPTHWISE_CHOICES}, got {s.depthwise!r}")
+        if s.train_crops == "auto":
+            s.train_crops = SCHEDULES[s.schedule].train_crops
+        if s.train_crops not in ("prediction", "truth"):
+            raise WorkflowError(f"CROPS must be prediction, truth or auto, got {s.train_crops!r}")
+        if s.loss == "auto":
+            s.loss = SCHEDULES[s.schedule].loss
+        if s.loss not in LOSS_CHOICES:
+            raise WorkflowError(f"LOSS must be one of {LOSS_CHOICES} or auto, got {s.loss!r}")
+        if s.iterations < 0:
+            raise WorkflowError(f"ITERS must be >= 1 (or 0: the schedule's), got {s.iterations}")
+        if s.augment < -1:
+            raise WorkflowError(f"AUG must be >= 0 copies (or -1: the schedule's), got {s.augment}")
         if s.format not in ("hdf5", "lmdb"):
             raise WorkflowError(f"FORMAT must be hdf5 or lmdb, got {s.format!r}")
         return s
@@ -125,6 +141,11 @@ def level1_data_dir(settings):
         tag = f"synthetic-{settings.synthetic_count}-seed{settings.seed}"
     if settings.limit:
         tag += f"-limit{settings.limit}"
+    augment = augment_args(settings, 1)
+    if augment:  # each augmentation its own folder, so that runs with others never rebuild it
+        import hashlib
+
+        tag += "-aug" + hashlib.sha1(" ".join(map(str, augment)).encode()).hexdigest()[:8]
     return Path(settings.data_root) / "level1" / f"{tag}-{settings.input_size}px"
 
 
@@ -136,8 +157,29 @@ def prepare_level1_data(settings):
             "--variant", settings.variant, "--split", settings.split, "--seed", settings.seed]
     if settings.limit:
         args += ["--limit", settings.limit]
-    _python_module("data_prep.level1", *args)
+    _python_module("data_prep.level1", *args, *augment_args(settings, 1))
     return root, data_dir
+
+
+def scaled_schedule(schedule, iterations):
+    """The schedule trained for `iterations` per level (0: as it is), its lr steps at the same
+    fractions of the run: a shorter or longer budget with the same shape."""
+    if not iterations:
+        return schedule
+    longest = max(schedule.max_iter.values())
+    return replace(schedule, max_iter={level: iterations for level in schedule.max_iter},
+                   stepvalue=tuple(max(1, round(v * iterations / longest)) for v in schedule.stepvalue))
+
+
+def augment_args(settings, level):
+    """data_prep's augmentation options for `level`: the schedule's, with AUG's copy count."""
+    options = dict(SCHEDULES[settings.schedule].augment.get(level, {}))
+    if settings.augment >= 0:
+        options["copies"] = settings.augment
+    if not options.get("copies"):
+        return []
+    return [a for k, v in sorted(options.items())
+            for a in ((f"--{'augment' if k == 'copies' else 'aug-' + k.replace('_', '-')}", v))]
 
 
 def _dataset(settings, root):
@@ -158,8 +200,8 @@ def _train_level(settings, level, data_dir):
     from landmarks.train import train
 
     out = run_dir(settings) / f"level{level}"
-    schedule = get_schedule(settings.schedule)
-    cfg = NetConfig(input_size=settings.input_size, depthwise=settings.depthwise)
+    schedule = scaled_schedule(get_schedule(settings.schedule), settings.iterations)
+    cfg = NetConfig(input_size=settings.input_size, depthwise=settings.depthwise, loss=settings.loss)
     paths = write_level_files(out, level, cfg, settings.format, data_dir, schedule,
                               mode="GPU" if settings.gpu else "CPU",
                               test_iter=_test_iter(data_dir, schedule.batch_test))
@@ -335,6 +377,7 @@ def crops(settings):
             "--variant", settings.variant, "--split", settings.split, "--seed", settings.seed]
     if settings.limit:
         args += ["--limit", settings.limit]
+    args += ["--train-crops", settings.train_crops, *augment_args(settings, 2)]
     _python_module("data_prep.level2", *args)
 
 

@@ -10,7 +10,7 @@ import argparse
 import sys
 
 from landmarks import workflow
-from landmarks.nets import DEPTHWISE_CHOICES
+from landmarks.nets import DEPTHWISE_CHOICES, LOSS_CHOICES
 from landmarks.solvers import SCHEDULES
 from landmarks.train import TrainingError
 
@@ -37,6 +37,14 @@ def parse_args(argv=None):
                    help="crops: drop training images whose level-1 error exceeds this (default 0.05)")
     p.add_argument("--input-size", type=int, default=d.input_size, help="network input side (default 48)")
     p.add_argument("--limit", type=int, default=0, help="use only the first N images (quick runs)")
+    p.add_argument("--augment", type=int, default=d.augment, metavar="COPIES",
+                   help="transformed copies per training image, both levels (default: the schedule's)")
+    p.add_argument("--train-crops", choices=("auto", "prediction", "truth"), default=d.train_crops,
+                   help="level 2's training crops: around level 1's prediction or the truth (default: the schedule's)")
+    p.add_argument("--iterations", type=int, default=d.iterations, metavar="N",
+                   help="train each level N iterations, lr steps scaled along (default 0: the schedule's)")
+    p.add_argument("--loss", choices=("auto", *LOSS_CHOICES), default=d.loss,
+                   help="euclidean (the article) or wing (default: the schedule's)")
     p.add_argument("--resume", action="store_true", help="continue training from the newest .solverstate")
     return p.parse_args(argv)
 
@@ -48,7 +56,9 @@ def main(argv=None):
     settings = workflow.Settings(run=run, celeba=args.celeba, variant=args.variant, split=args.split,
                                  synthetic_count=args.count, seed=args.seed, schedule=schedule, gpu=args.gpu,
                                  depthwise=args.depthwise, format=args.format, thresh=args.thresh,
-                                 input_size=args.input_size, limit=args.limit, resume=args.resume)
+                                 input_size=args.input_size, limit=args.limit, resume=args.resume,
+                                 augment=args.augment, train_crops=args.train_crops, loss=args.loss,
+                                 iterations=args.iterations)
     try:
         if args.stage == "data":
             root, data_dir = workflow.prepare_level1_data(settings.resolved())

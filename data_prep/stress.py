@@ -1,0 +1,107 @@
+"""A stress copy of one split: every image rotated (up to +-60 degrees by default), maybe
+mirrored, greyed, blurred and zoomed out, with its points moved exactly along, as a data set
+that `tools/cascade_eval.py` and `make level1 DATA=...` read.
+
+    python -m data_prep.stress --dataset ROOT --split val --out DIR [--seed 1]
+
+Why: a validation split drawn from the training photos is mostly frontal and upright, while
+the faces a shipped model meets are not. The transforms are `data_prep.augment`'s (the same
+code that augments training data, drawn with other settings and another seed), so a label is
+exactly where the feature went. Each output image has the source's size; the rotation turns
+about the image centre and the zoom-out leaves a black margin, as augmentation does.
+
+Output (CelebA's flattened layout, every image in the split marked "test"):
+    DIR/img_celeba/<name>.jpg   DIR/list_landmarks_celeba.txt   DIR/list_eval_partition.txt
+    DIR/stress.json (the settings and each image's transform)
+"""
+import argparse
+import os
+import sys
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from data_prep import augment, celeba, images
+from landmarks.atomic import write_json, write_text
+
+STRESS = augment.AugmentConfig(copies=1, flip=0.5, rotate=60.0, scale=0.1, shift=0.05, zoom=1.8, rotate_any=0.0,
+                               grey=0.3, colour=0.2, blur=0.2)
+JPEG_QUALITY = 90
+
+
+def stress_image(path, points, jitter):
+    """(uint8 BGR image of the source's size, its (5, 2) points) for one jitter."""
+    decoded = images.decode(images.open_image(path))
+    w, h = decoded.size
+    box, transform = augment.apply((0, 0, w, h), jitter)
+    frame_w, frame_h = box[2] - box[0], box[3] - box[1]
+    side = max(w, h)
+    pixels = images.render(decoded, images.frame_matrix(box, side, transform), side)
+    pixels = augment.photometric(pixels, jitter)
+    moved = augment.frame_points(points, box, transform, flip=jitter.flip)
+    moved = images.frame_to_output(moved, frame_w, frame_h, side)
+    if (w, h) != (side, side):  # back to the source's shape, points along
+        pixels = cv2.resize(pixels, (w, h), interpolation=cv2.INTER_AREA)
+        moved = (moved + 0.5) * np.array([w / side, h / side]) - 0.5
+    return pixels, moved
+
+
+def write_stress_copy(dataset, split, out, seed, config=STRESS, progress=True):
+    """Writes the stress copy of `split` into `out`; returns the number of images written."""
+    entries = dataset.split(split)
+    if not entries:
+        raise celeba.DataError(f"{dataset.root}: the {split} split is empty")
+    image_dir = os.path.join(out, "img_celeba")
+    os.makedirs(image_dir, exist_ok=True)
+    lines, partition, record = [], [], []
+    for e in tqdm(entries, desc=f"stress copy of {split}", disable=not progress, unit="img"):
+        jitter = augment.draw(config, seed, e.line, 1)
+        try:
+            pixels, points = stress_image(dataset.image_path(e.name), e.points, jitter)
+        except images.ImageError as exc:
+            print(f"{dataset.image_path(e.name)}: skipped ({exc})", file=sys.stderr)
+            continue
+        name = os.path.splitext(e.name)[0] + ".jpg"
+        ok, encoded = cv2.imencode(".jpg", pixels, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
+        if not ok:
+            raise celeba.DataError(f"{name}: JPEG encoding failed")
+        encoded.tofile(os.path.join(image_dir, name))
+        lines.append(name + " " + " ".join(f"{v:.2f}" for v in points.reshape(-1)))
+        partition.append(f"{name} 2")
+        record.append({"name": name, "source": e.name, "jitter": jitter.describe()})
+    write_text(os.path.join(out, "list_landmarks_celeba.txt"), "\n".join([str(len(lines))] + lines) + "\n")
+    write_text(os.path.join(out, "list_eval_partition.txt"), "\n".join(partition) + "\n")
+    write_json(os.path.join(out, "stress.json"), {"source": dataset.root, "split": split, "seed": seed,
+                                                  "config": vars(config), "images": record})
+    return len(lines)
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m data_prep.stress", description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog=__doc__.split("\n\n", 1)[1])
+    parser.add_argument("--dataset", "--celeba", dest="dataset", required=True, metavar="ROOT", help="the source data set")
+    parser.add_argument("--split", choices=celeba.SPLITS, default="val", help="which split to copy (default: %(default)s)")
+    parser.add_argument("--data-split", choices=celeba.SPLIT_CHOICES, default="official",
+                        help="how the source's splits are made, as for level 1 (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=1, help="seeds the split (random) and the transforms (default: 1)")
+    parser.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    try:
+        dataset = celeba.load(args.dataset, split=args.data_split, seed=args.seed, val_fraction=0.1)
+        count = write_stress_copy(dataset, args.split, args.out, args.seed + 1000, progress=not args.quiet)
+    except celeba.DataError as exc:
+        print(f"data_prep.stress: {exc}", file=sys.stderr)
+        return 2
+    print(f"data_prep.stress: wrote {count} images to {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
