@@ -35,8 +35,9 @@ class WorkflowError(RuntimeError):
 @dataclass
 class Settings:
     run: str = "default"
-    celeba: str = ""  # a CelebA root; empty: the built-in synthetic CelebA
-    variant: str = "wild"
+    dataset: str = ""  # a dataset root (CelebA, MTFL or Sun et al.'s lists); empty: the built-in synthetic CelebA
+    dataset_format: str = "auto"  # celeba | mtfl | sun; auto: detected from the files present
+    variant: str = "wild"  # CelebA only: in-the-wild or aligned images
     split: str = "official"
     synthetic_count: int = 5000  # enough for level 2 to beat level 1 within the demo schedule
     seed: int = 1
@@ -65,6 +66,7 @@ class Settings:
             raise WorkflowError(f"DEPTHWISE must be one of {DEPTHWISE_CHOICES}, got {s.depthwise!r}")
         if s.format not in ("hdf5", "lmdb"):
             raise WorkflowError(f"FORMAT must be hdf5 or lmdb, got {s.format!r}")
+        s.dataset_format = _dataset_format(s)
         return s
 
 
@@ -76,9 +78,22 @@ def synthetic_root(settings):
     return Path(settings.data_root) / f"synthetic-celeba-{settings.synthetic_count}-seed{settings.seed}"
 
 
-def celeba_root(settings):
-    """The dataset the run uses: the given CelebA root, or the synthetic one."""
-    return Path(settings.celeba) if settings.celeba else synthetic_root(settings)
+def dataset_path(settings):
+    """The dataset the run uses: the given root, or the synthetic CelebA one."""
+    return Path(settings.dataset) if settings.dataset else synthetic_root(settings)
+
+
+def _dataset_format(settings):
+    """The layout of the run's dataset: the synthetic one is CelebA's; a given root's is
+    detected unless DATASET= names it."""
+    from data_prep import dataset
+
+    if not settings.dataset:
+        return "celeba"
+    try:
+        return dataset.resolve_format(settings.dataset, settings.dataset_format)
+    except dataset.DataError as exc:
+        raise WorkflowError(str(exc)) from None
 
 
 def _read_json(path, default=None):
@@ -91,7 +106,7 @@ def _record_settings(settings, stage):
     path = run_dir(settings) / "settings.json"
     merged = _read_json(path, {})
     merged.update(asdict(settings))
-    merged.update({"last_stage": stage, "celeba": settings.celeba or f"(synthetic) {synthetic_root(settings)}",
+    merged.update({"last_stage": stage, "dataset": settings.dataset or f"(synthetic) {synthetic_root(settings)}",
                    "caffe_build": caffe_runtime.build_info()["mode"], "python": sys.executable})
     write_json(path, merged)
 
@@ -105,9 +120,9 @@ def _python_module(module, *args):
 
 
 def dataset_root(settings):
-    """The CelebA root to use; generates the synthetic one first when none is given."""
-    root = celeba_root(settings)
-    if settings.celeba:
+    """The dataset root to use; generates the synthetic CelebA first when none is given."""
+    root = dataset_path(settings)
+    if settings.dataset:
         return root
     _python_module("data_prep.synthetic", "--out", root, "--count", settings.synthetic_count, "--seed", settings.seed)
     return root
@@ -116,11 +131,12 @@ def dataset_root(settings):
 def level1_data_dir(settings):
     """Where level-1 data for these settings lives: shared by runs (data prep's manifest makes
     a rerun with the same inputs do nothing), one folder per dataset and split."""
-    if settings.celeba:
+    if settings.dataset:
         import hashlib
 
-        digest = hashlib.sha1(str(Path(settings.celeba).resolve()).encode()).hexdigest()[:8]
-        tag = f"celeba-{settings.variant}-{settings.split}-{digest}"
+        digest = hashlib.sha1(str(Path(settings.dataset).resolve()).encode()).hexdigest()[:8]
+        variant = f"-{settings.variant}" if settings.dataset_format == "celeba" else ""
+        tag = f"{settings.dataset_format}{variant}-{settings.split}-seed{settings.seed}-{digest}"
     else:
         tag = f"synthetic-{settings.synthetic_count}-seed{settings.seed}"
     if settings.limit:
@@ -132,8 +148,8 @@ def prepare_level1_data(settings):
     """The level-1 data for these settings (made if missing); returns (dataset root, folder)."""
     root = dataset_root(settings)
     data_dir = level1_data_dir(settings)
-    args = ["--celeba", root, "--out", data_dir, "--format", "both", "--size", settings.input_size,
-            "--variant", settings.variant, "--split", settings.split, "--seed", settings.seed]
+    args = ["--dataset", root, "--dataset-format", settings.dataset_format, "--out", data_dir, "--format", "both",
+            "--size", settings.input_size, "--variant", settings.variant, "--split", settings.split, "--seed", settings.seed]
     if settings.limit:
         args += ["--limit", settings.limit]
     _python_module("data_prep.level1", *args)
@@ -141,10 +157,10 @@ def prepare_level1_data(settings):
 
 
 def _dataset(settings, root):
-    from data_prep import celeba
+    from data_prep import dataset
 
-    return celeba.load(str(root), variant=settings.variant, split=settings.split, seed=settings.seed,
-                       limit=settings.limit or None)
+    return dataset.load(str(root), settings.dataset_format, variant=settings.variant, split=settings.split,
+                        seed=settings.seed, limit=settings.limit or None)
 
 
 def _test_iter(data_dir, batch):
@@ -329,8 +345,9 @@ def crops(settings):
     if not predictions.exists():
         raise WorkflowError(f"{predictions} is missing: run `make level1 RUN={settings.run}` first")
     _record_settings(settings, "crops")
-    root = celeba_root(settings)
-    args = ["--celeba", root, "--predictions", predictions, "--out", run_dir(settings) / "level2" / "data",
+    root = dataset_path(settings)
+    args = ["--dataset", root, "--dataset-format", settings.dataset_format, "--predictions", predictions,
+            "--out", run_dir(settings) / "level2" / "data",
             "--thresh", settings.thresh, "--format", settings.format, "--size", settings.input_size,
             "--variant", settings.variant, "--split", settings.split, "--seed", settings.seed]
     if settings.limit:
@@ -352,7 +369,7 @@ def level2(settings):
     _record_settings(settings, "level2")
     started = time.time()
     deploy, weights = _train_level(settings, 2, data_dir)
-    root = celeba_root(settings)
+    root = dataset_path(settings)
     dataset = _dataset(settings, root)
     from data_prep.images import probe
     from data_prep.predictions import read_predictions

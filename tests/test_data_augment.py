@@ -98,7 +98,7 @@ def test_augment_adds_training_copies_only(tmp_path):
     root = tmp_path / "celeba"
     synthetic.generate(root, 12, seed=2, workers=1, progress=False)
     out = tmp_path / "l1"
-    assert level1.main(["--celeba", str(root), "--out", str(out), "--quiet", "--augment", "2", "--workers", "1"]) == 0
+    assert level1.main(["--dataset", str(root), "--out", str(out), "--quiet", "--augment", "2", "--workers", "1"]) == 0
     counts = json.loads((out / "manifest.json").read_text())["counts"]
     assert counts["written"] == {"train": 30, "val": 1, "test": 1}  # 10 train images x (1 + 2)
     rows = [line.split("\t") for line in (out / "train.samples.tsv").read_text().splitlines()[1:]]

@@ -85,10 +85,10 @@ def test_report_links_existing_figures(smoke_run):
 def test_cascade_eval_reproduces_the_runs_test_score(smoke_run, tmp_path):
     """tools/cascade_eval.py on the models the run trained, over the test split, must give
     the run's own test figures: same preprocessing, crop rule and metric."""
-    from data_prep import celeba
+    from data_prep import dataset as datasets
 
     settings, run = smoke_run
-    dataset = celeba.load(str(workflow.celeba_root(settings)))
+    dataset = datasets.load(str(workflow.dataset_path(settings)))
     test = dataset.split("test")
     landmarks = tmp_path / "test_landmarks.txt"
     landmarks.write_text("".join(f"{e.name} " + " ".join(str(int(v)) for v in np.ravel(e.points)) + "\n" for e in test))
