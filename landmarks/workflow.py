@@ -265,14 +265,16 @@ def _save_predictions(path, names, points, skipped):
 
 
 def _split_arrays(dataset, predictions, split):
-    """(names, predicted, truth, widths, heights) of one split's predicted images."""
+    """(names, predicted, truth, widths, heights, face boxes or None) of one split's
+    predicted images; boxes when the dataset gives them (Sun et al.'s lists)."""
     entries = [e for e in dataset.split(split) if e.name in predictions]
     if not entries:
-        return [], *(np.zeros((0, 5, 2)),) * 2, np.zeros(0), np.zeros(0)
+        return [], *(np.zeros((0, 5, 2)),) * 2, np.zeros(0), np.zeros(0), None
     predicted = np.stack([predictions[e.name][0] for e in entries])
     truth = np.stack([np.asarray(e.points, dtype=np.float64).reshape(5, 2) for e in entries])
     sizes = np.array([predictions[e.name][1] for e in entries], dtype=np.float64)
-    return [e.name for e in entries], predicted, truth, sizes[:, 0], sizes[:, 1]
+    boxes = np.array([e.box for e in entries], dtype=np.float64) if dataset.has_boxes else None
+    return [e.name for e in entries], predicted, truth, sizes[:, 0], sizes[:, 1], boxes
 
 
 def _update_metrics(settings, level, split, summary):
@@ -313,10 +315,10 @@ def level1(settings):
     _save_predictions(out / "predictions.txt", names, [predictions[n][0] for n in names], skipped)
     summaries, per_split = {}, {}
     for split in SPLITS:
-        split_names, predicted, truth, widths, heights = _split_arrays(dataset, predictions, split)
+        split_names, predicted, truth, widths, heights, boxes = _split_arrays(dataset, predictions, split)
         if not split_names:
             continue
-        summaries[split] = metrics.summarise(predicted, truth, widths, heights)
+        summaries[split] = metrics.summarise(predicted, truth, widths, heights, boxes)
         per_split[split] = (split_names, predicted, truth, metrics.image_errors(predicted, truth, widths, heights))
         _update_metrics(settings, "level1", split, summaries[split])
     figures = run_dir(settings) / "plots"
@@ -385,12 +387,12 @@ def level2(settings):
     cascade_pred = {n: (cascade[n][0], level1_pred[n][1]) for n in names}
     summaries, errors = {}, {}
     for split in SPLITS:
-        split_names, pred2, truth, widths, heights = _split_arrays(dataset, cascade_pred, split)
+        split_names, pred2, truth, widths, heights, boxes = _split_arrays(dataset, cascade_pred, split)
         if not split_names:
             continue
         pred1 = np.stack([level1_pred[n][0] for n in split_names])
-        summaries[split] = {"level1": metrics.summarise(pred1, truth, widths, heights),
-                            "level2": metrics.summarise(pred2, truth, widths, heights)}
+        summaries[split] = {"level1": metrics.summarise(pred1, truth, widths, heights, boxes),
+                            "level2": metrics.summarise(pred2, truth, widths, heights, boxes)}
         errors[split] = (split_names, pred1, pred2, truth, metrics.image_errors(pred1, truth, widths, heights),
                          metrics.image_errors(pred2, truth, widths, heights))
         for level, summary in summaries[split].items():
@@ -437,14 +439,18 @@ def demo(settings):
 
 def _print_summary(settings):
     data = _read_json(run_dir(settings) / "metrics.json", {})
-    print(f"\nRun {settings.run}: mean error (% of the image diagonal)")
-    print(f"{'split':<7}{'level 1':>10}{'cascade':>10}{'images':>8}")
+    print(f"\nRun {settings.run}: mean error, level 1 | cascade; over the image diagonal, the inter-ocular "
+          "distance (and its failure rate at 10%), the face box's width")
+    print(f"{'split':<7}{'images':>7}{'diagonal':>20}{'inter-ocular':>20}{'IOD >10%':>20}{'box':>20}")
+    fmt = lambda v: f"{100 * v:.2f}%" if v is not None and v == v else "-"  # noqa: E731
     for split in SPLITS:
         m = data.get(split, {})
         if not m:
             continue
-        l1 = m.get("level1", {}).get("mean_error")
-        l2 = m.get("level2", {}).get("mean_error")
-        fmt = lambda v: f"{100 * v:9.2f}%" if v is not None else f"{'-':>10}"
-        print(f"{split:<7}{fmt(l1)}{fmt(l2)}{m.get('level1', {}).get('images', 0):>8}")
+        columns = [[m.get(level, {}).get("mean_error") for level in ("level1", "level2")],
+                   [(m.get(level, {}).get("interocular") or {}).get("mean_error") for level in ("level1", "level2")],
+                   [(m.get(level, {}).get("interocular") or {}).get("failure_rate_0.10") for level in ("level1", "level2")],
+                   [(m.get(level, {}).get("box") or {}).get("mean_error") for level in ("level1", "level2")]]
+        cells = "".join(f"{fmt(a) + ' | ' + fmt(b):>20}" for a, b in columns)
+        print(f"{split:<7}{m.get('level1', {}).get('images', 0):>7}{cells}")
     print(f"report: {run_dir(settings) / 'report.md'}\n")
