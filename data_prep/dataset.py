@@ -30,6 +30,9 @@ DEFAULT_VAL_FRACTION = {"celeba": 0.0, "mtfl": 0.1, "sun": 0.1}  # --split rando
 # (y): a face cut by the frame is a real label (MTFL's 80x80 copy has y down to -7.5, 9.4%
 # of the side; 97 of its 10,000 faces have such a point). Further out is taken for a broken
 # annotation and skipped.
+LAYOUT_FILES = {"celeba": "list_landmarks_celeba.txt or list_landmarks_align_celeba.txt",
+                "mtfl": "training.txt", "sun": "trainImageList.txt"}
+
 OUTSIDE_MARGIN = 0.10
 OUTSIDE_KIND = "point outside the image"
 OUTSIDE_NOTE = "point outside the image, within the margin (kept)"
@@ -205,8 +208,8 @@ def detect(root):
     if len(found) == 1:
         return found[0]
     if not found:
-        raise DataError(f"{root}: no dataset found (looked for CelebA's list_landmarks_celeba.txt or "
-                        "list_landmarks_align_celeba.txt, MTFL's training.txt, Sun et al.'s trainImageList.txt)")
+        raise DataError(f"{root}: no dataset found (looked for CelebA's {LAYOUT_FILES['celeba']}, "
+                        f"MTFL's {LAYOUT_FILES['mtfl']}, Sun et al.'s {LAYOUT_FILES['sun']})")
     raise DataError(f"{root}: holds several layouts ({', '.join(found)}); choose one with "
                     "--dataset-format (make: DATASET=)")
 
@@ -227,6 +230,11 @@ def resolve_format(root, fmt="auto"):
         return detect(root)
     if fmt not in FORMATS:
         raise DataError(f"dataset format must be one of {FORMAT_CHOICES}, got {fmt!r}")
+    if not os.path.isdir(root):
+        raise DataError(f"{root}: no such dataset folder")
+    if not _readers()[fmt].present(root):
+        raise DataError(f"{root}: not in the {fmt} layout (no {LAYOUT_FILES[fmt]}); the files present "
+                        "decide the layout when --dataset-format (make: DATASET=) is left out")
     return fmt
 
 

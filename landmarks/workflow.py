@@ -111,6 +111,14 @@ def _record_settings(settings, stage):
     write_json(path, merged)
 
 
+def _record_split(settings, data_dir):
+    """settings.json gains how the dataset's splits were made (data prep's manifest says)."""
+    source = (_read_json(Path(data_dir) / "manifest.json", {}) or {}).get("source") or {}
+    if source.get("split"):
+        path = run_dir(settings) / "settings.json"
+        write_json(path, dict(_read_json(path, {}), dataset_split=source["split"]))
+
+
 def _python_module(module, *args):
     """Runs `python -m module args` (data prep's own command line), failing loudly."""
     command = [sys.executable, "-m", module, *[str(a) for a in args]]
@@ -308,6 +316,7 @@ def level1(settings):
     _record_settings(settings, "level1")
     started = time.time()
     root, data_dir = prepare_level1_data(settings)
+    _record_split(settings, data_dir)
     deploy, weights = _train_level(settings, 1, data_dir)
     dataset = _dataset(settings, root)
     predictions, skipped = _level1_predictions(dataset, deploy, weights)

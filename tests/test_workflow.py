@@ -111,3 +111,20 @@ def test_test_iter_covers_the_test_split_once(tmp_path):
     (tmp_path / "manifest.json").write_text(json.dumps({"counts": {"written": {"train": 900, "test": 130}}}))
     assert workflow._test_iter(tmp_path, 64) == 3
     assert workflow._test_iter(tmp_path / "missing", 64) is None
+
+
+def test_dataset_layout_is_detected_forced_or_refused(tmp_path):
+    root = tmp_path / "mtfl"
+    root.mkdir()
+    (root / "training.txt").write_text("a/x.jpg 30 50 40 32 48 35 35 45 56 56\n")
+    base = dict(run="t", gpu="", schedule="smoke", runs_root=str(tmp_path / "runs"), data_root=str(tmp_path / "data"))
+    resolved = workflow.Settings(dataset=str(root), **base).resolved()
+    assert resolved.dataset_format == "mtfl"
+    assert workflow.level1_data_dir(resolved).name.startswith("mtfl-official-seed1-")
+    assert workflow.Settings(**base).resolved().dataset_format == "celeba"  # the synthetic CelebA
+    with pytest.raises(workflow.WorkflowError, match="not in the sun layout .no trainImageList.txt"):
+        workflow.Settings(dataset=str(root), dataset_format="sun", **base).resolved()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(workflow.WorkflowError, match="no dataset found"):
+        workflow.Settings(dataset=str(empty), **base).resolved()
