@@ -1,4 +1,5 @@
 """landmarks.metrics: the three normalisations side by side, on hand-computed cases."""
+import json
 import math
 
 import numpy as np
@@ -47,3 +48,23 @@ def test_coincident_eyes_are_left_out_of_the_interocular_figures_only():
 def test_box_errors_are_nan_for_an_empty_box():
     errors = metrics.box_errors(_moved(1.0), TRUTH, [[10, 10, 10, 50]])
     assert math.isnan(errors[0])
+
+
+def test_report_shows_the_three_normalisations_side_by_side(tmp_path):
+    from landmarks.report import write_report
+
+    truth = np.concatenate([TRUTH] * 2)
+    predicted = np.concatenate([_moved(2.0), _moved(6.0)])  # IOD errors 5% and 15%
+    with_box = metrics.summarise(predicted, truth, [60, 60], [80, 80], boxes=[[0, 0, 40, 40]] * 2)
+    without = metrics.summarise(predicted, truth, [60, 60], [80, 80])
+    (tmp_path / "metrics.json").write_text(json.dumps({"test": {"level1": with_box, "level2": without}}))
+    text = write_report(tmp_path).read_text()
+    header = next(line for line in text.splitlines() if line.startswith("| split"))
+    assert "diagonal" in header and "inter-ocular" in header and "box width" in header
+    row1 = next(line for line in text.splitlines() if line.startswith("| test | level 1"))
+    row2 = next(line for line in text.splitlines() if line.startswith("| test | cascade"))
+    # diagonal (100 px) 2% and 6%: 4% mean, 50% over 5%; inter-ocular 10.00% mean, 50% over 10%; box 10.00% mean (2/40, 6/40), 50% over 10%
+    cells = row1.split(" | ")
+    assert cells[3:7] == ["4.00%", "4.00%", "50.00%", "0.00%"] and float(cells[7]) == pytest.approx(0.6, abs=0.002)
+    assert cells[8:] == ["10.00% (0)", "50.00%", "10.00%", "50.00% |"]
+    assert row2.split(" | ")[-2:] == ["–", "– |"]  # no boxes known
