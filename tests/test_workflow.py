@@ -128,3 +128,34 @@ def test_dataset_layout_is_detected_forced_or_refused(tmp_path):
     empty.mkdir()
     with pytest.raises(workflow.WorkflowError, match="no dataset found"):
         workflow.Settings(dataset=str(empty), **base).resolved()
+
+
+@pytest.mark.slow
+def test_level1_on_a_sun_list_scores_every_normalisation(tmp_path):
+    """The whole level-1 stage on a Sun et al. list (face boxes, backslash paths, no test
+    list): the split is carved and recorded, and metrics.json has the box figures too."""
+    from data_prep.synthetic import render_sample
+
+    root = tmp_path / "sun"
+    (root / "faces").mkdir(parents=True)
+    lines = []
+    for index in range(40):
+        sample = render_sample(3, index)
+        (root / "faces" / sample.name).write_bytes(sample.jpeg())
+        points = sample.label.astype(np.float64)
+        (x0, y0), (x1, y1) = points.min(axis=0) - 10, points.max(axis=0) + 10
+        lines.append(f"faces\\{sample.name} {x0:g} {x1:g} {y0:g} {y1:g} " + " ".join(f"{v:g}" for v in points.reshape(-1)))
+    (root / "trainImageList.txt").write_text("\n".join(lines) + "\n")
+    settings = workflow.Settings(run="sun", dataset=str(root), schedule="smoke", gpu="", seed=2,
+                                 runs_root=str(tmp_path / "runs"), data_root=str(tmp_path / "data"))
+    workflow.level1(settings)
+    run = workflow.run_dir(settings)
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert {s: metrics[s]["level1"]["images"] for s in ("train", "val", "test")} == {"train": 32, "val": 4, "test": 4}
+    for split in ("train", "val", "test"):
+        m = metrics[split]["level1"]
+        assert m["box"]["images"] == m["interocular"]["images"] == m["images"]
+        assert m["box"]["mean_error"] > m["mean_error"] > 0  # a face box is narrower than the image diagonal
+    recorded = json.loads((run / "settings.json").read_text())
+    assert recorded["dataset_format"] == "sun" and recorded["dataset_split"]["method"] == "carved from trainImageList.txt"
+    assert "box width" in (run / "report.md").read_text()
