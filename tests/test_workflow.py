@@ -105,6 +105,16 @@ def test_cascade_eval_reproduces_the_runs_test_score(smoke_run, tmp_path):
     assert result["images"] == len(test)
     for level in ("level1", "level2"):
         assert result[level]["mean_error"] == pytest.approx(metrics[level]["mean_error"], rel=1e-6)
+    # the same through the dataset interface: the run folder's models, the root, its test split
+    by_root = subprocess.run([sys.executable, str(tool), "--run", str(run), "--dataset", str(workflow.dataset_path(settings)),
+                              "--subset", "test", "--json", str(tmp_path / "root.json"), "--quiet"],
+                             capture_output=True, text=True)
+    assert by_root.returncode == 0, by_root.stderr[-2000:]
+    again = json.loads((tmp_path / "root.json").read_text())
+    assert again["images"] == len(test) and again["dataset_format"] == "celeba"
+    for level in ("level1", "level2"):
+        assert again[level]["mean_error"] == pytest.approx(metrics[level]["mean_error"], rel=1e-6)
+        assert again[level]["interocular"] == pytest.approx(metrics[level]["interocular"], rel=1e-6, nan_ok=True)
 
 
 def test_test_iter_covers_the_test_split_once(tmp_path):
