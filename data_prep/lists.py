@@ -82,7 +82,7 @@ def find(root, name):
     return path if os.path.isfile(path) else ""
 
 
-def input_files(root, train_name, test_name, split):
+def input_files(root, train_name, test_name):
     train = find(root, train_name)
     if not train:
         raise DataError(f"{root}: no {train_name}")
@@ -95,7 +95,7 @@ def load(root, fmt, train_name, test_name, parse_fields, split, train_fraction, 
     if not os.path.isdir(root):
         raise DataError(f"{root}: no such dataset folder")
     root = os.path.abspath(root)
-    files = input_files(root, train_name, test_name, split)
+    files = input_files(root, train_name, test_name)
     train_file, test_file = files["train_list"], files["test_list"]
     train_rows, problems = read_list(train_file, parse_fields)
     test_rows = []

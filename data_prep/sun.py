@@ -34,7 +34,7 @@ def present(root):
 
 
 def input_files(root, variant="wild", split="official"):
-    return lists.input_files(root, TRAIN_LIST, TEST_LIST, split)
+    return lists.input_files(root, TRAIN_LIST, TEST_LIST)
 
 
 def load(root, variant="wild", split="official", train_fraction=0.8, val_fraction=0.1, seed=0, limit=None):
