@@ -5,7 +5,10 @@ Layouts, one reader module each, all read into the same `Dataset` of `Entry`s:
     mtfl    data_prep.mtfl     training.txt (+ testing.txt): path x1..x5 y1..y5 [4 attributes]
     sun     data_prep.sun      trainImageList.txt (+ testImageList.txt): path l r t b x1 y1 ... x5 y5
 `detect(root)` names the layout from the files present; `load(root, fmt)` reads any of them;
-`input_files(root, fmt)` gives the text files a build depends on (its manifest key).
+`input_files(root, fmt)` gives the text files a build depends on (its manifest key). Each
+reader module offers the same three functions, `present(root)`, `input_files(root, variant,
+split)` and `load(root, variant, split, train_fraction, val_fraction, seed, limit)` (the list
+layouts ignore `variant`), and nothing else is called from outside.
 
 This module also owns what the readers share: the `Problem` a bad line or image becomes
 (named with file:line, counted, skipped), `DataError` for fatal input, the rules for names
