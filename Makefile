@@ -10,6 +10,7 @@ PYTEST_ARGS ?=
 # Workflow settings (defaults live in landmarks/workflow.py; empty means "use that default").
 RUN       ?= default
 DATA      ?=
+DATASET   ?=
 SCHEDULE  ?= auto
 GPU       ?= auto
 DEPTHWISE ?= layer
@@ -24,7 +25,7 @@ AUG       ?=
 CROPS     ?= auto
 LOSS      ?= auto
 ITERS     ?= 0
-RUN_ARGS = --celeba "$(DATA)" --schedule $(SCHEDULE) --gpu "$(GPU)" --depthwise $(DEPTHWISE) \
+RUN_ARGS = --dataset "$(DATA)" --dataset-format "$(DATASET)" --schedule $(SCHEDULE) --gpu "$(GPU)" --depthwise $(DEPTHWISE) \
            --format $(FORMAT) --thresh $(THRESH) --input-size $(SIZE) --count $(COUNT) --seed $(SEED) \
            --limit $(LIMIT) $(if $(filter 1 yes true,$(RESUME)),--resume,) $(if $(AUG),--augment $(AUG),) \
            --train-crops $(CROPS) --loss $(LOSS) --iterations $(ITERS)
@@ -42,7 +43,8 @@ help:  ## this list
 	@echo
 	@echo "Variables (default):"
 	@echo "  RUN=$(RUN)        outputs in runs/<RUN>/"
-	@echo "  DATA=           CelebA root as distributed (empty: the built-in synthetic CelebA, COUNT=$(COUNT) images)"
+	@echo "  DATA=           dataset root: CelebA as distributed, MTFL or Sun et al.'s lists (empty: the built-in synthetic CelebA, COUNT=$(COUNT) images)"
+	@echo "  DATASET=        celeba | mtfl | sun: the layout of DATA (empty: detected from the files present)"
 	@echo "  SCHEDULE=auto   article | demo | real | smoke (auto: article on a GPU, demo on a CPU;"
 	@echo "                  real: the recipe for real faces on a CPU, about an hour)"
 	@echo "  AUG=            augmented copies per training image (empty: the schedule's)"

@@ -13,7 +13,7 @@ Huffman decoding, which every decode does in full), so the images are calibrated
 figures SPEC.md measured on real CelebA JPEGs on this machine: 4.4 ms for a full decode +
 resize, 1.0 ms at 1/8. A median of 1000 x 800 px at JPEG quality 65 to 75 (about 65 KB a
 file) reproduces both; `decode_costs` measures them again in every run and the report prints
-them beside SPEC's, so a drift is visible. `--celeba ROOT` times real CelebA files instead.
+them beside SPEC's, so a drift is visible. `--dataset ROOT` times a real dataset's files instead (CelebA: the files the target was set for).
 """
 import math
 import os
@@ -119,12 +119,13 @@ def decode_costs(files, size, repeat=DEFAULT_REPEAT):
     return costs
 
 
-def celeba_items(root, count, variant="wild"):
-    """The first `count` readable images of a real CelebA root, as [(path, points (5, 2))]:
-    to check the speed target on the images it was set for."""
-    from data_prep import celeba
+def dataset_items(root, count, variant="wild"):
+    """The first `count` readable images of a real dataset root (any layout of
+    data_prep.dataset; CelebA is the one the speed target was set for), as
+    [(path, points (5, 2))]."""
+    from data_prep import dataset as datasets
 
-    dataset = celeba.load(root, variant=variant, split="random", limit=None)
+    dataset = datasets.load(root, variant=variant, split="random", limit=None)
     items = []
     for entry in dataset.entries:
         path = dataset.image_path(entry.name)
@@ -133,12 +134,12 @@ def celeba_items(root, count, variant="wild"):
         except images.ImageError:
             continue
         points = np.asarray(entry.points, dtype=np.float64).reshape(-1, 2)
-        if fmt == "JPEG" and np.all((points >= 0) & (points <= [width - 1, height - 1])):
+        if fmt == "JPEG" and datasets.outside_image(points, width, height) < 2:  # the data prep's rule
             items.append((path, points))
         if len(items) == count:
             break
     if not items:
-        raise ValueError(f"{root}: no readable JPEG with its points inside the image")
+        raise ValueError(f"{root}: no readable JPEG with its points inside the image (or within the margin)")
     return items
 
 
@@ -146,7 +147,7 @@ def run(folder, count=DEFAULT_COUNT, size=images.DEFAULT_SIZE, workers=None, see
         passes=DEFAULT_PASSES, median_width=MEDIAN_WIDTH, items=None):
     """Time both paths over `count` images `passes` times in a row (best of `repeat`, process
     start-up included), compare; returns the result dict. The images are `items`
-    ([(path, points)], e.g. celeba_items) when given, else synthetic ones generated in folder."""
+    ([(path, points)], e.g. dataset_items) when given, else synthetic ones generated in folder."""
     workers = workers or len(os.sched_getaffinity(0))
     if items is None:
         items = make_images(folder, count, seed, median_width)

@@ -25,8 +25,8 @@ from tqdm import tqdm
 from landmarks.crop import crop_box
 from landmarks.labels import as_rows, normalise
 from landmarks.metrics import image_errors
-from data_prep import augment, celeba, images, manifest, writers
-from data_prep.celeba import Problem
+from data_prep import augment, dataset, errata, images, manifest, writers
+from data_prep.dataset import DataError, Problem
 from data_prep.preview import contact_sheet
 
 PREVIEW_COUNT = 40  # "the first few dozen" samples on the contact sheet
@@ -49,8 +49,8 @@ class Task:
     name: str
     path: str
     points: np.ndarray  # ground truth (5, 2), original pixels
-    line: int  # in the landmark file
-    source: str  # the landmark file, for messages
+    line: int  # in the list file
+    source: str  # the list file, for messages
     prediction: np.ndarray = None  # level 2: level 1's points (5, 2), original pixels
     copy: int = 0  # 0: the sample itself; k >= 1: augmented copy k
     jitter: augment.Jitter = None
@@ -85,11 +85,13 @@ def make_sample(task, settings):
         return Problem(exc.kind, "; ".join(filter(None, [exc.detail, where])), task.path, 0, task.name)
     width, height, mode = encoded.width, encoded.height, encoded.mode
     gt = task.points
-    if np.any(gt < 0) or np.any(gt[:, 0] > width - 1) or np.any(gt[:, 1] > height - 1):
-        return Problem("point outside the image", f"image is {width}x{height}", task.source, task.line, task.name)
+    outside = dataset.outside_image(gt, width, height)
+    if outside == 2:
+        return Problem(dataset.OUTSIDE_KIND, f"image is {width}x{height}, more than "
+                       f"{100 * dataset.OUTSIDE_MARGIN:g}% of its side out", task.source, task.line, task.name)
     if width < 2 or height < 2:
         return Problem("image too small", f"{width}x{height}", task.path, 0, task.name)
-    notes = []
+    notes = [dataset.OUTSIDE_NOTE] if outside and not task.copy else []
     fallback = ""
     if settings.level == 1:
         box = (0, 0, width, height)
@@ -271,7 +273,7 @@ def run(out_dir, tasks, settings, record, formats, shard_size=writers.DEFAULT_SH
         _say(f"warning: no {' or '.join(empty)} samples written", progress)
     result["counts"] = {
         "tasks": dict(expected),
-        "written": {split: counts.get(split, 0) for split in celeba.SPLITS},
+        "written": {split: counts.get(split, 0) for split in dataset.SPLITS},
         "augmented_copies": dict(Counter(t.split for t in tasks if t.copy)),
         "skipped": len(skipped),
         "skipped_copies": skipped_copies,
@@ -288,17 +290,26 @@ def run(out_dir, tasks, settings, record, formats, shard_size=writers.DEFAULT_SH
 # ---- the command-line options both levels share ------------------------------------------
 
 def add_common_arguments(parser):
-    parser.add_argument("--celeba", required=True, metavar="ROOT",
-                        help="CelebA root as distributed (Img/, Anno/, Eval/; or those files flattened into ROOT)")
+    parser.add_argument("--dataset", "--celeba", dest="dataset", required=True, metavar="ROOT",
+                        help="dataset root: CelebA as distributed (Img/, Anno/, Eval/, or flattened), MTFL "
+                             "(training.txt [+ testing.txt]) or Sun et al.'s lists (trainImageList.txt "
+                             "[+ testImageList.txt]); --celeba is an alias")
+    parser.add_argument("--dataset-format", type=dataset.format_choice, default="auto", metavar="FORMAT",
+                        help=f"layout of ROOT: {' | '.join(dataset.FORMAT_CHOICES)} (default: auto, from the files present)")
     parser.add_argument("--out", required=True, metavar="DIR", help="output folder (hdf5/, lmdb/, *.samples.tsv, manifest.json)")
     parser.add_argument("--format", choices=writers.FORMAT_CHOICES, default="hdf5",
                         help="what to write (default: %(default)s)")
-    parser.add_argument("--variant", choices=sorted(celeba.VARIANTS), default="wild",
-                        help="in-the-wild images or the aligned ones (default: %(default)s, as in the article)")
-    parser.add_argument("--split", choices=celeba.SPLIT_CHOICES, default="official",
-                        help="official partition, or the article's seeded random split (default: %(default)s)")
-    parser.add_argument("--train-fraction", type=float, default=0.8, help="--split random: train share (default: the article's 0.8)")
-    parser.add_argument("--val-fraction", type=float, default=0.0, help="--split random: val share, the rest is test (default: 0)")
+    parser.add_argument("--variant", choices=("wild", "align"), default="wild",
+                        help="CelebA: in-the-wild images or the aligned ones (default: %(default)s, as in the article)")
+    parser.add_argument("--split", choices=dataset.SPLIT_CHOICES, default="official",
+                        help="official: CelebA's partition file, or a list layout's test list (val and test carved "
+                             "from the training list with --seed where there is none); random: everything carved "
+                             "with --seed (default: %(default)s)")
+    parser.add_argument("--train-fraction", type=float, default=dataset.DEFAULT_TRAIN_FRACTION,
+                        help="carved splits: train share (default: the article's %(default)s)")
+    parser.add_argument("--val-fraction", type=float, default=None,
+                        help="carved splits: val share, the rest is test (default: CelebA 0, the article's 80/20; "
+                             "MTFL and Sun 0.1, so 80/10/10)")
     parser.add_argument("--seed", type=int, default=0, help="seeds the random split, the training order and augmentation")
     parser.add_argument("--limit", type=int, default=None, metavar="N",
                         help="use at most N images, shared among the splits in proportion (quick runs)")
@@ -322,6 +333,8 @@ def add_common_arguments(parser):
     parser.add_argument("--aug-blur", type=float, default=defaults.blur, help="blur probability (default: %(default)s)")
     parser.add_argument("--workers", type=int, default=available_cores(),
                         help="worker processes (default: every available core, here %(default)s)")
+    parser.add_argument("--no-errata", dest="errata", action="store_false",
+                        help="keep labels that data_prep/errata.py knows to be wrong as given")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument("--force", action="store_true", help="rebuild even when manifest.json says the output is current")
 
@@ -329,16 +342,31 @@ def add_common_arguments(parser):
 def dataset_options(args):
     """The options that decide the samples (the build key), JSON-ready."""
     return {
-        "root": os.path.abspath(args.celeba), "variant": args.variant, "split": args.split,
+        "root": os.path.abspath(args.dataset), "dataset_format": args.dataset_format, "variant": args.variant,
+        "split": args.split,
         "train_fraction": args.train_fraction, "val_fraction": args.val_fraction, "seed": args.seed,
         "limit": args.limit, "size": args.size, "shard_size": args.shard_size, "format": args.format,
         "augment": augment_options(args),
+        "errata": [e.name for e in errata.ERRATA] if args.errata else [],
     }
 
 
+def resolve_dataset(args):
+    """Fix args.dataset_format to the layout ROOT holds (auto: detected); returns the build's
+    input text files {role: path}."""
+    args.dataset_format = dataset.resolve_format(args.dataset, args.dataset_format)
+    return dataset.input_files(args.dataset, args.dataset_format, args.variant, args.split)
+
+
 def load_dataset(args):
-    return celeba.load(args.celeba, args.variant, args.split, args.train_fraction, args.val_fraction,
-                       args.seed, args.limit)
+    return dataset.load(args.dataset, args.dataset_format, args.variant, args.split, args.train_fraction,
+                        args.val_fraction, args.seed, args.limit, errata=args.errata)
+
+
+def source_record(data):
+    """The manifest's `source`: where the data came from and how its splits were made."""
+    return {"root": data.root, "format": data.format, "variant": data.variant, "image_dir": data.image_dir,
+            "lists": [f for f in (data.landmark_file, data.partition_file) if f], "split": data.split_record}
 
 
 def augment_options(args):
@@ -358,12 +386,12 @@ def augment_config(args):
     try:
         return augment.AugmentConfig(**augment_options(args))
     except ValueError as exc:
-        raise celeba.DataError(str(exc)) from None
+        raise DataError(str(exc)) from None
 
 
 def order_tasks(tasks, seed, aug, make_copy):
     """Training tasks plus their augmented copies in a seeded shuffled order, then val and test
-    in CelebA order. `make_copy(task, copy, jitter)` makes copy k of a task."""
+    in list order. `make_copy(task, copy, jitter)` makes copy k of a task."""
     train = [t for t in tasks if t.split == "train"]
     train += [make_copy(t, k, augment.draw(aug, seed, t.index, k)) for t in train for k in range(1, aug.copies + 1)]
     order = np.random.default_rng(seed).permutation(len(train))
@@ -375,7 +403,7 @@ def preflight(args, level, input_files, extra_options=None):
     """(key, record, up_to_date): the build key and manifest's fixed part; `up_to_date` when
     DIR already holds this build (nothing to do)."""
     if args.shard_size < 1 or args.size < 8 or (args.workers is not None and args.workers < 1):
-        raise celeba.DataError("--shard-size and --workers must be at least 1, --size at least 8")
+        raise DataError("--shard-size and --workers must be at least 1, --size at least 8")
     options = dict(dataset_options(args), **(extra_options or {}))
     key, inputs = manifest.build_key(level, options, input_files)
     record = {"level": level, "key": key, "format_version": manifest.FORMAT_VERSION,
@@ -396,7 +424,7 @@ def cli_main(prog, build_fn, args, describe=summary):
     input, 130 for Ctrl-C)."""
     try:
         result = build_fn(args)
-    except celeba.DataError as exc:
+    except DataError as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -12,12 +12,12 @@ is left out. Fatal conditions (no landmark file, no image folder, nothing usable
 `DataError`. Image names are refused unless they are a plain file name (no path separator,
 no `..`), so that nothing outside the image folder is ever read.
 """
-from dataclasses import dataclass, field
-import math
 import os
 
 import numpy as np
 
+from data_prep.dataset import (SPLIT_CHOICES, SPLITS, Dataset, DataError, Entry, Problem,  # noqa: F401 (re-exported)
+                               carve, check_fractions, limit_entries, split_counts, unsafe_name)
 from landmarks.labels import NUM_POINTS
 
 VARIANTS = {
@@ -25,72 +25,7 @@ VARIANTS = {
     "align": ("img_align_celeba", "list_landmarks_align_celeba.txt"),
 }
 PARTITION_FILE = "list_eval_partition.txt"
-SPLITS = ("train", "val", "test")
 PARTITION_CODES = {"0": "train", "1": "val", "2": "test"}
-SPLIT_CHOICES = ("official", "random")
-
-
-class DataError(Exception):
-    """A fatal problem with the input: nothing sensible can be built."""
-
-
-@dataclass(frozen=True)
-class Problem:
-    """One skipped item: what kind (for counting), details, and where."""
-    kind: str
-    detail: str
-    file: str
-    line: int = 0
-    name: str = ""
-
-    def __str__(self):
-        where = f"{self.file}:{self.line}" if self.line else self.file
-        return f"{where}: {self.name + ': ' if self.name else ''}{self.kind}" + (f" ({self.detail})" if self.detail else "")
-
-    def as_dict(self):
-        return {"kind": self.kind, "detail": self.detail, "file": self.file, "line": self.line, "name": self.name}
-
-
-@dataclass(frozen=True)
-class Entry:
-    """One annotated image: its name, its five (x, y) points in original pixels, its split,
-    and the landmark-file line it came from."""
-    name: str
-    points: np.ndarray
-    split: str
-    line: int
-
-
-@dataclass
-class Dataset:
-    root: str
-    variant: str
-    image_dir: str
-    landmark_file: str
-    partition_file: str  # "" when the split is random
-    entries: list  # Entry, CelebA order within each split
-    problems: list = field(default_factory=list)
-    header_count: int = -1  # the count line of the landmark file, -1 when absent
-    warnings: list = field(default_factory=list)  # not skips: things worth a look
-
-    def image_path(self, name):
-        return os.path.join(self.image_dir, name)
-
-    def split(self, split):
-        return [e for e in self.entries if e.split == split]
-
-
-def unsafe_name(name):
-    """Why an image name must not be used, or '' when it is a plain file name."""
-    if not name or name in (".", ".."):
-        return "empty or dot name"
-    if "/" in name or "\\" in name or os.sep in name or (os.altsep and os.altsep in name):
-        return "path separator in name"
-    if ".." in name:
-        return "'..' in name"
-    if "\0" in name:
-        return "NUL in name"
-    return ""
 
 
 def _first_existing(candidates, want_dir):
@@ -199,21 +134,16 @@ def read_partition(path):
     return splits, problems
 
 
-def _limit(entries, limit):
-    """At most `limit` entries in all, shared among the splits in proportion to their sizes
-    (each non-empty split keeps at least one), the first ones of each split in CelebA order,
-    so that a quick run still has a test set."""
-    if limit is None or limit >= len(entries):
-        return entries
-    by_split = {s: [e for e in entries if e.split == s] for s in SPLITS}
-    total = len(entries)
-    keep = {s: max(1, math.floor(limit * len(v) / total)) if v else 0 for s, v in by_split.items()}
-    # hand out what rounding left, largest split first
-    for s in sorted(SPLITS, key=lambda s: -len(by_split[s])):
-        while sum(keep.values()) < limit and keep[s] < len(by_split[s]):
-            keep[s] += 1
-    chosen = {id(e) for s in SPLITS for e in by_split[s][:keep[s]]}
-    return [e for e in entries if id(e) in chosen]
+def present(root):
+    """True when ROOT holds a CelebA landmark file of either variant (data_prep.dataset.detect)."""
+    return any(os.path.isfile(os.path.join(root, sub, landmarks)) for _, landmarks in VARIANTS.values()
+               for sub in ("Anno", ""))
+
+
+def input_files(root, variant="wild", split="official"):
+    """{role: path} of the text files a build depends on."""
+    _, landmark_file, partition_file = locate(root, variant)
+    return {"landmarks": landmark_file, "partition": partition_file if split == "official" else ""}
 
 
 def load(root, variant="wild", split="official", train_fraction=0.8, val_fraction=0.0, seed=0, limit=None):
@@ -224,8 +154,7 @@ def load(root, variant="wild", split="official", train_fraction=0.8, val_fractio
     `val_fraction` val, the rest test (the partition file is not read)."""
     if split not in SPLIT_CHOICES:
         raise DataError(f"split must be one of {SPLIT_CHOICES}, got {split!r}")
-    if not (0 < train_fraction <= 1 and 0 <= val_fraction and train_fraction + val_fraction <= 1):
-        raise DataError(f"bad fractions: train {train_fraction}, val {val_fraction}")
+    check_fractions(train_fraction, val_fraction)
     if limit is not None and limit < 1:
         raise DataError(f"--limit must be at least 1, got {limit}")
     image_dir, landmark_file, partition_file = locate(root, variant)
@@ -249,25 +178,23 @@ def load(root, variant="wild", split="official", train_fraction=0.8, val_fractio
                 problems.append(Problem("not in the partition file", os.path.basename(partition_file),
                                         landmark_file, line, name))
                 continue
-            entries.append(Entry(name, points, partition[name][0], line))
+            entries.append(Entry(name, points, partition[name][0], line, landmark_file))
         # an image whose landmark line was bad is reported once, for that line
         reported = {p.name for p in problems if p.file == landmark_file}
         for name, (_, line) in partition.items():
             if name not in annotated and name not in reported:
                 problems.append(Problem("not in the landmark file", os.path.basename(landmark_file),
                                         partition_file, line, name))
+        record = {"method": f"official ({os.path.basename(partition_file)})"}
     else:
         partition_file = ""
-        order = np.random.default_rng(seed).permutation(len(rows))
-        n_train = int(round(train_fraction * len(rows)))
-        n_val = int(round(val_fraction * len(rows)))
-        split_of = np.empty(len(rows), dtype=object)
-        split_of[order[:n_train]] = "train"
-        split_of[order[n_train:n_train + n_val]] = "val"
-        split_of[order[n_train + n_val:]] = "test"
-        entries = [Entry(name, points, split_of[i], line) for i, (name, points, line) in enumerate(rows)]
-    entries = _limit(entries, limit)
+        split_of = carve(len(rows), seed, train_fraction, val_fraction)
+        entries = [Entry(name, points, split_of[i], line, landmark_file) for i, (name, points, line) in enumerate(rows)]
+        record = {"method": "random", "seed": seed, "train_fraction": train_fraction, "val_fraction": val_fraction,
+                  "test_fraction": round(1 - train_fraction - val_fraction, 6)}
+    entries = limit_entries(entries, limit)
     if not entries:
         raise DataError(f"{landmark_file}: no usable entries" + (f" ({len(problems)} problems, first: {problems[0]})" if problems else ""))
+    record["counts"] = split_counts(entries)
     return Dataset(os.path.abspath(root), variant, image_dir, landmark_file, partition_file, entries,
-                   problems, header_count, warnings)
+                   problems, header_count, warnings, "celeba", record)

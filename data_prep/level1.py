@@ -1,6 +1,6 @@
 """Level-1 data: every image resized whole to S x S, labels normalised by the image size.
 
-    python -m data_prep.level1 --celeba ROOT --out DIR --format hdf5|lmdb|both [options]
+    python -m data_prep.level1 --dataset ROOT --out DIR --format hdf5|lmdb|both [options]
 
 Writes DIR in the layout of `data_prep.writers` (HDF5 shards + list files and/or LMDB pairs,
 `{split}.samples.tsv`, `preview.png`, `manifest.json`). Rerunning with the same inputs and
@@ -11,22 +11,18 @@ import dataclasses
 import sys
 
 from data_prep import build
-from data_prep.celeba import locate
 
 
 def tasks_for(dataset):
-    """One task per entry, in CelebA order."""
-    return [build.Task(e.split, i, e.name, dataset.image_path(e.name), e.points, e.line, dataset.landmark_file)
+    """One task per entry, in list order."""
+    return [build.Task(e.split, i, e.name, dataset.image_path(e.name), e.points, e.line, e.source)
             for i, e in enumerate(dataset.entries)]
 
 
 def build_level1(args):
     """Build (or find current) the level-1 data folder; returns the manifest dict, or None
     when it was already current."""
-    _, landmark_file, partition_file = locate(args.celeba, args.variant)
-    inputs = {"landmarks": landmark_file}
-    if args.split == "official" and partition_file:
-        inputs["partition"] = partition_file
+    inputs = build.resolve_dataset(args)
     _, record, current = build.preflight(args, 1, inputs)
     if current:
         return None
@@ -34,8 +30,7 @@ def build_level1(args):
     aug = build.augment_config(args)
     tasks = build.order_tasks(tasks_for(dataset), args.seed, aug,
                               lambda t, k, j: dataclasses.replace(t, copy=k, jitter=j))
-    record.update(source={"root": dataset.root, "variant": dataset.variant, "image_dir": dataset.image_dir},
-                  problems=dataset.problems, warnings=dataset.warnings)
+    record.update(source=build.source_record(dataset), problems=dataset.problems, warnings=dataset.warnings)
     return build.run(args.out, tasks, build.Settings(level=1, size=args.size), record,
                      build.writers.formats_of(args.format), args.shard_size, args.workers, not args.quiet)
 

@@ -1,6 +1,6 @@
 """Level-2 data: crops around level 1's predicted face, labels normalised by the crop size.
 
-    python -m data_prep.level2 --celeba ROOT --predictions FILE --out DIR --thresh 0.05 --format ...
+    python -m data_prep.level2 --dataset ROOT --predictions FILE --out DIR --thresh 0.05 --format ...
 
 FILE is level 1's predictions for the images (`data_prep.predictions`); with
 --train-crops truth, training crops are cut around the true points instead (val and test
@@ -18,7 +18,7 @@ import os
 import sys
 
 from data_prep import build
-from data_prep.celeba import DataError, Problem, locate
+from data_prep.dataset import DataError, Problem
 from data_prep.predictions import PredictionsError, read_predictions
 
 TRAIN_CROPS = ("prediction", "truth")
@@ -26,7 +26,7 @@ DEFAULT_THRESH = 0.05  # the article used 0.10 and concluded that 0.05 would hav
 
 
 def tasks_for(dataset, predictions_file):
-    """(tasks in CelebA order, problems for images without a prediction, predicted names
+    """(tasks in list order, problems for images without a prediction, predicted names
     that are not in the data set)."""
     try:
         predictions = read_predictions(predictions_file)
@@ -38,10 +38,10 @@ def tasks_for(dataset, predictions_file):
         predicted = lookup.get(e.name)
         if predicted is None:
             problems.append(Problem("no level-1 prediction", os.path.basename(predictions_file),
-                                    dataset.landmark_file, e.line, e.name))
+                                    e.source, e.line, e.name))
             continue
         tasks.append(build.Task(e.split, i, e.name, dataset.image_path(e.name), e.points, e.line,
-                                dataset.landmark_file, prediction=predicted))
+                                e.source, prediction=predicted))
     if not tasks:
         raise DataError(f"{predictions_file}: predicts none of the {len(dataset.entries)} images of the data set")
     known = {e.name for e in dataset.entries}
@@ -52,12 +52,10 @@ def build_level2(args):
     """Build (or find current) the level-2 data folder; the manifest dict, or None if current."""
     if not (args.thresh >= 0):
         raise DataError(f"--thresh must be >= 0 (inf: keep every sample), got {args.thresh}")
-    _, landmark_file, partition_file = locate(args.celeba, args.variant)
+    inputs = build.resolve_dataset(args)
     if not os.path.isfile(args.predictions):
         raise DataError(f"{args.predictions}: no such predictions file")
-    inputs = {"landmarks": landmark_file, "predictions": args.predictions}
-    if args.split == "official" and partition_file:
-        inputs["partition"] = partition_file
+    inputs["predictions"] = args.predictions
     extra = {"thresh": args.thresh if math.isfinite(args.thresh) else "inf"}
     if args.train_crops != "prediction":  # only when not the default: older data folders stay current
         extra["train_crops"] = args.train_crops
@@ -71,8 +69,7 @@ def build_level2(args):
         warnings.append(f"{args.predictions}: {unknown} predicted images are not in this data set (other options?)")
     aug = build.augment_config(args)
     tasks = build.order_tasks(tasks, args.seed, aug, lambda t, k, j: dataclasses.replace(t, copy=k, jitter=j))
-    record.update(source={"root": dataset.root, "variant": dataset.variant, "image_dir": dataset.image_dir},
-                  problems=dataset.problems + missing, warnings=warnings)
+    record.update(source=build.source_record(dataset), problems=dataset.problems + missing, warnings=warnings)
     settings = build.Settings(level=2, size=args.size, thresh=args.thresh, train_crops=args.train_crops)
     return build.run(args.out, tasks, settings, record, build.writers.formats_of(args.format),
                      args.shard_size, args.workers, not args.quiet)

@@ -1,8 +1,9 @@
 """Owns the predictions file: one level's predicted points for a list of images.
 
 Format (text, UTF-8): optional '#' comment lines at the top (free text, e.g. the model and
-the run), then one line per image in CelebA order:
+the run), then one line per image in list order:
     name x1 y1 x2 y2 x3 y3 x4 y4 x5 y5
+(name: the image's path relative to the dataset's image folder, '/'-separated; no white space)
 points in ORIGINAL-image pixels, as floats, in the SPEC's point order. `nan` is allowed (a
 network that diverged); the crop rule falls back to the whole image for it. The level-1
 predict step writes it with `write_predictions`; `data_prep.level2` reads it.
@@ -14,7 +15,7 @@ import tempfile
 import numpy as np
 
 from landmarks.labels import NUM_POINTS
-from data_prep.celeba import unsafe_name
+from data_prep.dataset import unsafe_path
 
 
 class PredictionsError(ValueError):
@@ -77,7 +78,7 @@ def read_predictions(path):
         if len(fields) != expected:
             raise PredictionsError(f"{path}:{number}: {len(fields)} fields, expected {expected} (name and 10 coordinates)")
         name = fields[0]
-        why = unsafe_name(name)
+        why = unsafe_path(name)
         if why:
             raise PredictionsError(f"{path}:{number}: image name {name!r} refused: {why}")
         if name in seen:

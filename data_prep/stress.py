@@ -1,8 +1,10 @@
 """A stress copy of one split: every image rotated (up to +-60 degrees by default), maybe
 mirrored, greyed, blurred and zoomed out, with its points moved exactly along, as a data set
-that `tools/cascade_eval.py` and `make level1 DATA=...` read.
+that `tools/cascade_eval.py --dataset DIR` reads.
 
     python -m data_prep.stress --dataset ROOT --split val --out DIR [--seed 1]
+
+The split is the one level 1 uses for the same ROOT and --seed (data_prep's default split).
 
 Why: a validation split drawn from the training photos is mostly frontal and upright, while
 the faces a shipped model meets are not. The transforms are `data_prep.augment`'s (the same
@@ -22,7 +24,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from data_prep import augment, celeba, images
+from data_prep import augment, dataset as datasets, images
 from landmarks.atomic import write_json, write_text
 
 STRESS = augment.AugmentConfig(copies=1, flip=0.5, rotate=60.0, scale=0.1, shift=0.05, zoom=1.8, rotate_any=0.0,
@@ -51,21 +53,21 @@ def write_stress_copy(dataset, split, out, seed, config=STRESS, progress=True):
     """Writes the stress copy of `split` into `out`; returns the number of images written."""
     entries = dataset.split(split)
     if not entries:
-        raise celeba.DataError(f"{dataset.root}: the {split} split is empty")
+        raise datasets.DataError(f"{dataset.root}: the {split} split is empty")
     image_dir = os.path.join(out, "img_celeba")
     os.makedirs(image_dir, exist_ok=True)
     lines, partition, record = [], [], []
-    for e in tqdm(entries, desc=f"stress copy of {split}", disable=not progress, unit="img"):
+    for number, e in enumerate(tqdm(entries, desc=f"stress copy of {split}", disable=not progress, unit="img"), 1):
         jitter = augment.draw(config, seed, e.line, 1)
         try:
             pixels, points = stress_image(dataset.image_path(e.name), e.points, jitter)
         except images.ImageError as exc:
             print(f"{dataset.image_path(e.name)}: skipped ({exc})", file=sys.stderr)
             continue
-        name = os.path.splitext(e.name)[0] + ".jpg"
+        name = f"{number:06d}.jpg"  # CelebA's style; stress.json maps it to its source
         ok, encoded = cv2.imencode(".jpg", pixels, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
         if not ok:
-            raise celeba.DataError(f"{name}: JPEG encoding failed")
+            raise datasets.DataError(f"{name}: JPEG encoding failed")
         encoded.tofile(os.path.join(image_dir, name))
         lines.append(name + " " + " ".join(f"{v:.2f}" for v in points.reshape(-1)))
         partition.append(f"{name} 2")
@@ -81,9 +83,12 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(prog="python -m data_prep.stress", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
                                      epilog=__doc__.split("\n\n", 1)[1])
-    parser.add_argument("--dataset", "--celeba", dest="dataset", required=True, metavar="ROOT", help="the source data set")
-    parser.add_argument("--split", choices=celeba.SPLITS, default="val", help="which split to copy (default: %(default)s)")
-    parser.add_argument("--data-split", choices=celeba.SPLIT_CHOICES, default="official",
+    parser.add_argument("--dataset", "--celeba", dest="dataset", required=True, metavar="ROOT",
+                        help="the source data set, any layout data_prep reads")
+    parser.add_argument("--dataset-format", choices=datasets.FORMAT_CHOICES, default="auto",
+                        help="its layout (default: detected from the files present)")
+    parser.add_argument("--split", choices=datasets.SPLITS, default="val", help="which split to copy (default: %(default)s)")
+    parser.add_argument("--data-split", choices=datasets.SPLIT_CHOICES, default="official",
                         help="how the source's splits are made, as for level 1 (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=1, help="seeds the split (random) and the transforms (default: 1)")
     parser.add_argument("--out", required=True, metavar="DIR", help="output folder")
@@ -94,9 +99,9 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     try:
-        dataset = celeba.load(args.dataset, split=args.data_split, seed=args.seed, val_fraction=0.1)
+        dataset = datasets.load(args.dataset, args.dataset_format, split=args.data_split, seed=args.seed)
         count = write_stress_copy(dataset, args.split, args.out, args.seed + 1000, progress=not args.quiet)
-    except celeba.DataError as exc:
+    except datasets.DataError as exc:
         print(f"data_prep.stress: {exc}", file=sys.stderr)
         return 2
     print(f"data_prep.stress: wrote {count} images to {args.out}")

@@ -144,7 +144,7 @@ def level1_data(workers):
     """The cached synthetic set and its level-1 HDF5 folder (built once)."""
     images, data = CACHE / f"synthetic-{DATA_IMAGES}", CACHE / f"level1-{DATA_IMAGES}"
     for cmd in (["data_prep.synthetic", "--out", images, "--count", DATA_IMAGES, "--seed", 7, "--quiet"],
-                ["data_prep.level1", "--celeba", images, "--out", data, "--format", "hdf5", "--split", "random",
+                ["data_prep.level1", "--dataset", images, "--out", data, "--format", "hdf5", "--split", "random",
                  "--train-fraction", 0.8, "--val-fraction", 0.1, "--seed", 7, "--quiet", "--workers", workers]):
         result = subprocess.run([sys.executable, "-m", *map(str, cmd)], capture_output=True, text=True, cwd=ROOT)
         if result.returncode != 0:

@@ -1,10 +1,18 @@
-"""Owns what the tools read from a finished run folder (runs/<name>/): each level's
-`train.json` (written by landmarks.train) names its final weights, and the level's
-`deploy.prototxt` sits beside it."""
+"""Owns which models the tools run: those of a finished run folder (runs/<name>/: each
+level's `train.json`, written by landmarks.train, names its final weights, and the level's
+`deploy.prototxt` sits beside it), those given file by file (--l1, --l2), or, when neither is
+given, the shipped ones in models/mtfl/ (SHIPPED_MODELS_ENV moves that folder, for tests).
+"""
 import json
+import os
+import sys
 from pathlib import Path
 
 LEVELS = ("level1", "level2")
+SHIPPED_MODELS_DIR = Path(__file__).resolve().parent.parent / "models" / "mtfl"
+SHIPPED_MODELS_ENV = "LANDMARKS_MODELS_DIR"  # another folder of shipped models (tests set it)
+SHIPPED_FILES = {"level1": ("level1_deploy.prototxt", "level1.caffemodel"),
+                 "level2": ("level2_deploy.prototxt", "level2.caffemodel")}
 
 
 def run_models(run_dir):
@@ -31,27 +39,57 @@ def run_models(run_dir):
     return models
 
 
+def shipped_models_dir():
+    return Path(os.environ.get(SHIPPED_MODELS_ENV) or SHIPPED_MODELS_DIR)
+
+
+def shipped_models():
+    """{"level1": (deploy, weights), "level2": (deploy, weights)} of the shipped models.
+    FileNotFoundError naming every missing file."""
+    folder = shipped_models_dir()
+    models = {level: tuple(folder / name for name in names) for level, names in SHIPPED_FILES.items()}
+    missing = [str(path) for pair in models.values() for path in pair if not path.is_file()]
+    if missing:
+        raise FileNotFoundError(f"no model given (--run, or --l1 [--l2]) and the shipped models are missing: "
+                                f"{', '.join(missing)}")
+    return models
+
+
 def add_model_arguments(parser):
-    """The tools' model options: `--run RUN`, or `--l1 DEPLOY WEIGHTS [--l2 DEPLOY WEIGHTS]`."""
-    models = parser.add_mutually_exclusive_group(required=True)
+    """The tools' model options: `--run RUN`, or `--l1 DEPLOY WEIGHTS [--l2 DEPLOY WEIGHTS]`;
+    neither: the shipped models."""
+    models = parser.add_mutually_exclusive_group()
     models.add_argument("--run", help="run folder: models from level1/ and level2/ train.json (final_weights)")
     models.add_argument("--l1", nargs=2, metavar=("DEPLOY", "WEIGHTS"), help="level-1 deploy prototxt and caffemodel")
     parser.add_argument("--l2", nargs=2, metavar=("DEPLOY", "WEIGHTS"), help="level-2 deploy prototxt and caffemodel")
+    parser.epilog = ((parser.epilog or "") + f"\nWithout --run or --l1: the shipped models in {SHIPPED_MODELS_DIR} "
+                     f"(${SHIPPED_MODELS_ENV} names another folder).").strip()
 
 
 def check_model_arguments(parser, args):
     """What argparse cannot say itself about the options of `add_model_arguments`."""
     if args.run and args.l2:
         parser.error("--l2 goes with --l1; --run finds both levels itself")
+    if args.l2 and not args.l1:
+        parser.error("--l2 goes with --l1")
+
+
+def _exit(message):
+    print(message, file=sys.stderr)
+    raise SystemExit(2)
 
 
 def chosen_models(args):
     """(level1, level2 or None), each (deploy, weights), from the options of
-    `add_model_arguments`; a run folder without level-1 weights exits with the message."""
-    if not args.run:
-        return tuple(args.l1), tuple(args.l2) if args.l2 else None
+    `add_model_arguments`: a run folder, the given files, or the shipped models. Missing
+    models exit with one line naming the files, status 2."""
     try:
-        models = run_models(args.run)
+        if args.l1:
+            models = {"level1": tuple(args.l1), "level2": tuple(args.l2) if args.l2 else None}
+        elif args.run:
+            models = run_models(args.run)
+        else:
+            models = shipped_models()
     except FileNotFoundError as exc:
-        raise SystemExit(str(exc)) from None
+        _exit(str(exc))
     return models["level1"], models["level2"]

@@ -35,8 +35,9 @@ class WorkflowError(RuntimeError):
 @dataclass
 class Settings:
     run: str = "default"
-    celeba: str = ""  # a CelebA root; empty: the built-in synthetic CelebA
-    variant: str = "wild"
+    dataset: str = ""  # a dataset root (CelebA, MTFL or Sun et al.'s lists); empty: the built-in synthetic CelebA
+    dataset_format: str = "auto"  # celeba | mtfl | sun; auto: detected from the files present
+    variant: str = "wild"  # CelebA only: in-the-wild or aligned images
     split: str = "official"
     synthetic_count: int = 5000  # enough for level 2 to beat level 1 within the demo schedule
     seed: int = 1
@@ -81,6 +82,7 @@ class Settings:
             raise WorkflowError(f"AUG must be >= 0 copies (or -1: the schedule's), got {s.augment}")
         if s.format not in ("hdf5", "lmdb"):
             raise WorkflowError(f"FORMAT must be hdf5 or lmdb, got {s.format!r}")
+        s.dataset_format = _dataset_format(s)
         return s
 
 
@@ -92,9 +94,22 @@ def synthetic_root(settings):
     return Path(settings.data_root) / f"synthetic-celeba-{settings.synthetic_count}-seed{settings.seed}"
 
 
-def celeba_root(settings):
-    """The dataset the run uses: the given CelebA root, or the synthetic one."""
-    return Path(settings.celeba) if settings.celeba else synthetic_root(settings)
+def dataset_path(settings):
+    """The dataset the run uses: the given root, or the synthetic CelebA one."""
+    return Path(settings.dataset) if settings.dataset else synthetic_root(settings)
+
+
+def _dataset_format(settings):
+    """The layout of the run's dataset: the synthetic one is CelebA's; a given root's is
+    detected unless DATASET= names it."""
+    from data_prep import dataset
+
+    if not settings.dataset:
+        return "celeba"
+    try:
+        return dataset.resolve_format(settings.dataset, settings.dataset_format)
+    except dataset.DataError as exc:
+        raise WorkflowError(str(exc)) from None
 
 
 def _read_json(path, default=None):
@@ -107,9 +122,17 @@ def _record_settings(settings, stage):
     path = run_dir(settings) / "settings.json"
     merged = _read_json(path, {})
     merged.update(asdict(settings))
-    merged.update({"last_stage": stage, "celeba": settings.celeba or f"(synthetic) {synthetic_root(settings)}",
+    merged.update({"last_stage": stage, "dataset": settings.dataset or f"(synthetic) {synthetic_root(settings)}",
                    "caffe_build": caffe_runtime.build_info()["mode"], "python": sys.executable})
     write_json(path, merged)
+
+
+def _record_split(settings, data_dir):
+    """settings.json gains how the dataset's splits were made (data prep's manifest says)."""
+    source = (_read_json(Path(data_dir) / "manifest.json", {}) or {}).get("source") or {}
+    if source.get("split"):
+        path = run_dir(settings) / "settings.json"
+        write_json(path, dict(_read_json(path, {}), dataset_split=source["split"]))
 
 
 def _python_module(module, *args):
@@ -121,9 +144,9 @@ def _python_module(module, *args):
 
 
 def dataset_root(settings):
-    """The CelebA root to use; generates the synthetic one first when none is given."""
-    root = celeba_root(settings)
-    if settings.celeba:
+    """The dataset root to use; generates the synthetic CelebA first when none is given."""
+    root = dataset_path(settings)
+    if settings.dataset:
         return root
     _python_module("data_prep.synthetic", "--out", root, "--count", settings.synthetic_count, "--seed", settings.seed)
     return root
@@ -132,11 +155,12 @@ def dataset_root(settings):
 def level1_data_dir(settings):
     """Where level-1 data for these settings lives: shared by runs (data prep's manifest makes
     a rerun with the same inputs do nothing), one folder per dataset and split."""
-    if settings.celeba:
+    if settings.dataset:
         import hashlib
 
-        digest = hashlib.sha1(str(Path(settings.celeba).resolve()).encode()).hexdigest()[:8]
-        tag = f"celeba-{settings.variant}-{settings.split}-{digest}"
+        digest = hashlib.sha1(str(Path(settings.dataset).resolve()).encode()).hexdigest()[:8]
+        variant = f"-{settings.variant}" if settings.dataset_format == "celeba" else ""
+        tag = f"{settings.dataset_format}{variant}-{settings.split}-seed{settings.seed}-{digest}"
     else:
         tag = f"synthetic-{settings.synthetic_count}-seed{settings.seed}"
     if settings.limit:
@@ -153,8 +177,8 @@ def prepare_level1_data(settings):
     """The level-1 data for these settings (made if missing); returns (dataset root, folder)."""
     root = dataset_root(settings)
     data_dir = level1_data_dir(settings)
-    args = ["--celeba", root, "--out", data_dir, "--format", "both", "--size", settings.input_size,
-            "--variant", settings.variant, "--split", settings.split, "--seed", settings.seed]
+    args = ["--dataset", root, "--dataset-format", settings.dataset_format, "--out", data_dir, "--format", "both",
+            "--size", settings.input_size, "--variant", settings.variant, "--split", settings.split, "--seed", settings.seed]
     if settings.limit:
         args += ["--limit", settings.limit]
     _python_module("data_prep.level1", *args, *augment_args(settings, 1))
@@ -183,10 +207,10 @@ def augment_args(settings, level):
 
 
 def _dataset(settings, root):
-    from data_prep import celeba
+    from data_prep import dataset
 
-    return celeba.load(str(root), variant=settings.variant, split=settings.split, seed=settings.seed,
-                       limit=settings.limit or None)
+    return dataset.load(str(root), settings.dataset_format, variant=settings.variant, split=settings.split,
+                        seed=settings.seed, limit=settings.limit or None)
 
 
 def _test_iter(data_dir, batch):
@@ -291,14 +315,16 @@ def _save_predictions(path, names, points, skipped):
 
 
 def _split_arrays(dataset, predictions, split):
-    """(names, predicted, truth, widths, heights) of one split's predicted images."""
+    """(names, predicted, truth, widths, heights, face boxes or None) of one split's
+    predicted images; boxes when the dataset gives them (Sun et al.'s lists)."""
     entries = [e for e in dataset.split(split) if e.name in predictions]
     if not entries:
-        return [], *(np.zeros((0, 5, 2)),) * 2, np.zeros(0), np.zeros(0)
+        return [], *(np.zeros((0, 5, 2)),) * 2, np.zeros(0), np.zeros(0), None
     predicted = np.stack([predictions[e.name][0] for e in entries])
     truth = np.stack([np.asarray(e.points, dtype=np.float64).reshape(5, 2) for e in entries])
     sizes = np.array([predictions[e.name][1] for e in entries], dtype=np.float64)
-    return [e.name for e in entries], predicted, truth, sizes[:, 0], sizes[:, 1]
+    boxes = np.array([e.box for e in entries], dtype=np.float64) if dataset.has_boxes else None
+    return [e.name for e in entries], predicted, truth, sizes[:, 0], sizes[:, 1], boxes
 
 
 def _update_metrics(settings, level, split, summary):
@@ -332,6 +358,7 @@ def level1(settings):
     _record_settings(settings, "level1")
     started = time.time()
     root, data_dir = prepare_level1_data(settings)
+    _record_split(settings, data_dir)
     deploy, weights = _train_level(settings, 1, data_dir)
     dataset = _dataset(settings, root)
     predictions, skipped = _level1_predictions(dataset, deploy, weights)
@@ -339,10 +366,10 @@ def level1(settings):
     _save_predictions(out / "predictions.txt", names, [predictions[n][0] for n in names], skipped)
     summaries, per_split = {}, {}
     for split in SPLITS:
-        split_names, predicted, truth, widths, heights = _split_arrays(dataset, predictions, split)
+        split_names, predicted, truth, widths, heights, boxes = _split_arrays(dataset, predictions, split)
         if not split_names:
             continue
-        summaries[split] = metrics.summarise(predicted, truth, widths, heights)
+        summaries[split] = metrics.summarise(predicted, truth, widths, heights, boxes)
         per_split[split] = (split_names, predicted, truth, metrics.image_errors(predicted, truth, widths, heights))
         _update_metrics(settings, "level1", split, summaries[split])
     figures = run_dir(settings) / "plots"
@@ -371,8 +398,9 @@ def crops(settings):
     if not predictions.exists():
         raise WorkflowError(f"{predictions} is missing: run `make level1 RUN={settings.run}` first")
     _record_settings(settings, "crops")
-    root = celeba_root(settings)
-    args = ["--celeba", root, "--predictions", predictions, "--out", run_dir(settings) / "level2" / "data",
+    root = dataset_path(settings)
+    args = ["--dataset", root, "--dataset-format", settings.dataset_format, "--predictions", predictions,
+            "--out", run_dir(settings) / "level2" / "data",
             "--thresh", settings.thresh, "--format", settings.format, "--size", settings.input_size,
             "--variant", settings.variant, "--split", settings.split, "--seed", settings.seed]
     if settings.limit:
@@ -395,7 +423,7 @@ def level2(settings):
     _record_settings(settings, "level2")
     started = time.time()
     deploy, weights = _train_level(settings, 2, data_dir)
-    root = celeba_root(settings)
+    root = dataset_path(settings)
     dataset = _dataset(settings, root)
     from data_prep.images import probe
     from data_prep.predictions import read_predictions
@@ -411,12 +439,12 @@ def level2(settings):
     cascade_pred = {n: (cascade[n][0], level1_pred[n][1]) for n in names}
     summaries, errors = {}, {}
     for split in SPLITS:
-        split_names, pred2, truth, widths, heights = _split_arrays(dataset, cascade_pred, split)
+        split_names, pred2, truth, widths, heights, boxes = _split_arrays(dataset, cascade_pred, split)
         if not split_names:
             continue
         pred1 = np.stack([level1_pred[n][0] for n in split_names])
-        summaries[split] = {"level1": metrics.summarise(pred1, truth, widths, heights),
-                            "level2": metrics.summarise(pred2, truth, widths, heights)}
+        summaries[split] = {"level1": metrics.summarise(pred1, truth, widths, heights, boxes),
+                            "level2": metrics.summarise(pred2, truth, widths, heights, boxes)}
         errors[split] = (split_names, pred1, pred2, truth, metrics.image_errors(pred1, truth, widths, heights),
                          metrics.image_errors(pred2, truth, widths, heights))
         for level, summary in summaries[split].items():
@@ -463,14 +491,18 @@ def demo(settings):
 
 def _print_summary(settings):
     data = _read_json(run_dir(settings) / "metrics.json", {})
-    print(f"\nRun {settings.run}: mean error (% of the image diagonal)")
-    print(f"{'split':<7}{'level 1':>10}{'cascade':>10}{'images':>8}")
+    print(f"\nRun {settings.run}: mean error, level 1 | cascade; over the image diagonal, the inter-ocular "
+          "distance (and its failure rate at 10%), the face box's width")
+    print(f"{'split':<7}{'images':>7}{'diagonal':>20}{'inter-ocular':>20}{'IOD >10%':>20}{'box':>20}")
+    fmt = lambda v: f"{100 * v:.2f}%" if v is not None and v == v else "-"  # noqa: E731
     for split in SPLITS:
         m = data.get(split, {})
         if not m:
             continue
-        l1 = m.get("level1", {}).get("mean_error")
-        l2 = m.get("level2", {}).get("mean_error")
-        fmt = lambda v: f"{100 * v:9.2f}%" if v is not None else f"{'-':>10}"
-        print(f"{split:<7}{fmt(l1)}{fmt(l2)}{m.get('level1', {}).get('images', 0):>8}")
+        columns = [[m.get(level, {}).get("mean_error") for level in ("level1", "level2")],
+                   [(m.get(level, {}).get("interocular") or {}).get("mean_error") for level in ("level1", "level2")],
+                   [(m.get(level, {}).get("interocular") or {}).get("failure_rate_0.10") for level in ("level1", "level2")],
+                   [(m.get(level, {}).get("box") or {}).get("mean_error") for level in ("level1", "level2")]]
+        cells = "".join(f"{fmt(a) + ' | ' + fmt(b):>20}" for a, b in columns)
+        print(f"{split:<7}{m.get('level1', {}).get('images', 0):>7}{cells}")
     print(f"report: {run_dir(settings) / 'report.md'}\n")

@@ -8,6 +8,7 @@ import pytest
 from scipy import ndimage
 
 from landmarks.labels import FLIP_ORDER
+from landmarks.crop import crop_box
 from data_prep import augment, build, level1, synthetic
 from data_prep.preview import patch_points
 
@@ -98,9 +99,63 @@ def test_augment_adds_training_copies_only(tmp_path):
     root = tmp_path / "celeba"
     synthetic.generate(root, 12, seed=2, workers=1, progress=False)
     out = tmp_path / "l1"
-    assert level1.main(["--celeba", str(root), "--out", str(out), "--quiet", "--augment", "2", "--workers", "1"]) == 0
+    assert level1.main(["--dataset", str(root), "--out", str(out), "--quiet", "--augment", "2", "--workers", "1"]) == 0
     counts = json.loads((out / "manifest.json").read_text())["counts"]
     assert counts["written"] == {"train": 30, "val": 1, "test": 1}  # 10 train images x (1 + 2)
     rows = [line.split("\t") for line in (out / "train.samples.tsv").read_text().splitlines()[1:]]
     assert sorted(int(r[13]) for r in rows) == [0] * 10 + [1] * 10 + [2] * 10
     assert all(r[14].startswith("flip=") for r in rows if r[13] != "0")
+
+
+def test_new_options_off_leave_the_old_draws_unchanged():
+    """Data sets built before zoom/rotate-any/grey/colour/blur existed must come out the same."""
+    old = augment.AugmentConfig(copies=2, flip=0.5, rotate=25, scale=0.15, shift=0.06)
+    for i in range(10):
+        j = augment.draw(old, 4, i, 1)
+        rng = np.random.default_rng([4, i, 1])
+        u = rng.uniform(-1.0, 1.0, size=4)
+        assert (j.angle, j.scale, j.dx, j.dy) == (u[0] * 25, 1 + u[1] * 0.15, u[2] * 0.06, u[3] * 0.06)
+        assert not j.photometric and "grey" not in j.describe()
+
+
+def test_zoom_and_any_angle_reach_beyond_the_plain_ranges():
+    config = augment.AugmentConfig(copies=1, rotate=10, scale=0.1, zoom=3.0, rotate_any=0.5)
+    draws = [augment.draw(config, 1, i, 1) for i in range(400)]
+    assert max(j.scale for j in draws) > 2.0 and min(j.scale for j in draws) < 1.0
+    assert 0.3 < np.mean([j.scale > 1.1 for j in draws]) < 0.7  # about half the copies zoom out
+    assert max(abs(j.angle) for j in draws) > 120
+    with pytest.raises(ValueError, match="zoom"):
+        augment.AugmentConfig(zoom=0.5)
+    with pytest.raises(ValueError, match="grey"):
+        augment.AugmentConfig(grey=1.5)
+
+
+def test_photometric_changes_pixels_not_labels(dot_image):
+    settings = build.Settings(level=1, size=SIZE)
+    plain = build.make_sample(build.Task("train", 0, "d", str(dot_image), POINTS, 1, "t"), settings)
+    jitter = augment.Jitter(grey=True, contrast=0.8, brightness=10.0, blur=0.8)
+    changed = build.make_sample(build.Task("train", 0, "d", str(dot_image), POINTS, 1, "t", None, 1, jitter), settings)
+    np.testing.assert_array_equal(changed.label, plain.label)
+    assert np.all(changed.pixels[..., 0] == changed.pixels[..., 1])  # grey: equal channels
+    assert np.all(changed.pixels[..., 1] == changed.pixels[..., 2])
+    expected = np.clip(np.rint((cv2.cvtColor(plain.pixels, cv2.COLOR_BGR2GRAY).astype(np.float32) - 127.5) * 0.8
+                               + 127.5 + 10), 0, 255)
+    # blur moves values around, never the mean much: the grey/contrast/brightness part is exact
+    assert abs(changed.pixels[..., 0].mean() - expected.mean()) < 1.0
+    assert "grey=1" in jitter.describe()
+
+
+def test_level2_truth_crops_ignore_a_wrong_prediction(dot_image):
+    """--train-crops truth: a training crop is cut around the true points (and never dropped by
+    the level-1 threshold); val and test crops stay around the prediction."""
+    wrong = POINTS + [60, 40]  # level 1 far off: error above any threshold
+    truth_settings = build.Settings(level=2, size=SIZE, thresh=0.01, train_crops="truth")
+    sample = _check_copy(build.Task("train", 0, "d", str(dot_image), POINTS, 1, "t", prediction=wrong), truth_settings)
+    expected = crop_box(POINTS, 470, 430)
+    assert tuple(int(v) for v in sample.row[13:17]) == (expected.x0, expected.y0, expected.x1, expected.y1)
+    dropped = build.make_sample(build.Task("train", 0, "d", str(dot_image), POINTS, 1, "t", prediction=wrong),
+                                build.Settings(level=2, size=SIZE, thresh=0.01))
+    assert isinstance(dropped, build.Problem) and "threshold" in dropped.kind
+    val = build.make_sample(build.Task("val", 0, "d", str(dot_image), POINTS, 1, "t", prediction=wrong), truth_settings)
+    around = crop_box(wrong, 470, 430)
+    assert tuple(int(v) for v in val.row[13:17]) == (around.x0, around.y0, around.x1, around.y1)

@@ -36,7 +36,7 @@ def test_bench_data_on_a_celeba_root(tmp_path):
     root = tmp_path / "celeba"
     synthetic.generate(root, 12, seed=4, workers=1, progress=False)
     out = tmp_path / "bench.json"
-    result = subprocess.run([sys.executable, str(TOOL), "--celeba", str(root), "--count", "5", "--passes", "1",
+    result = subprocess.run([sys.executable, str(TOOL), "--dataset", str(root), "--count", "5", "--passes", "1",
                              "--repeat", "1", "--json", str(out)], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     report = json.loads(out.read_text())

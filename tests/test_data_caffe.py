@@ -21,7 +21,7 @@ def data_dirs(tmp_path_factory):
     base = tmp_path_factory.mktemp("caffe_data")
     root = base / "celeba"
     synthetic.generate(root, 24, seed=11, workers=1, progress=False)
-    common = ["--celeba", str(root), "--format", "both", "--quiet", "--workers", "1"]
+    common = ["--dataset", str(root), "--format", "both", "--quiet", "--workers", "1"]
     assert level1.main(common + ["--out", str(base / "level1")]) == 0
     ds = celeba.load(root)
     rng = np.random.default_rng(1)

@@ -72,7 +72,7 @@ def read_tsv(out, split):
 
 
 def run(root, out, *extra):
-    return level1.main(["--celeba", str(root), "--out", str(out), "--quiet", *extra])
+    return level1.main(["--dataset", str(root), "--out", str(out), "--quiet", *extra])
 
 
 def test_layout_formats_and_labels(celeba_root, tmp_path):
@@ -163,8 +163,11 @@ def test_every_kind_of_bad_input_is_skipped_and_counted(root_copy, tmp_path, cap
     # annotation lines: wrong field count, non-numeric, a point outside the image, unsafe names
     w, h = Image.open(images / names[6]).size
     fields = entries[names[6]].split()
-    fields[1] = str(w + 5)
+    fields[1] = str(w - 1 + 0.11 * w)  # beyond data_prep.dataset.OUTSIDE_MARGIN (10% of the width): skipped
     entries[names[6]] = " ".join(fields)
+    kept = entries[names[12]].split()  # a face cut by the frame, within the margin: kept and counted
+    kept[2] = str(-0.09 * Image.open(images / names[12]).size[1])
+    entries[names[12]] = " ".join(kept)
     entries[names[7]] = entries[names[7]].rsplit(" ", 1)[0]
     entries[names[8]] = entries[names[8]].replace(" ", " x", 1)
     outside = tmp_path / "secret.jpg"
@@ -185,7 +188,8 @@ def test_every_kind_of_bad_input_is_skipped_and_counted(root_copy, tmp_path, cap
     assert kinds == {"missing image": 1, "truncated JPEG": 1, "zero-byte file": 1, "corrupt image": 1,
                      "point outside the image": 1, "wrong number of fields": 1, "non-numeric value": 1,
                      "unsafe image name": 2, "not in the partition file": 1, "not in the landmark file": 1}
-    assert manifest["counts"]["notes"] == {"converted from L": 1, "converted from RGBA": 1}
+    assert manifest["counts"]["notes"] == {"converted from L": 1, "converted from RGBA": 1,
+                                           "point outside the image, within the margin (kept)": 1}
     assert sum(manifest["counts"]["written"].values()) == COUNT - 8
     # each skip names its file (and line, for annotation problems)
     by_name = {s["name"]: s for s in manifest["skipped"]}
@@ -195,7 +199,7 @@ def test_every_kind_of_bad_input_is_skipped_and_counted(root_copy, tmp_path, cap
     assert by_name["999999.jpg"]["file"] == str(partition)
     assert f"{landmarks}:{3 + 8}: {names[8]}: non-numeric value" in err
     written = {r[0] for s in ("train", "val", "test") for r in read_tsv(out, s)}
-    assert names[4] in written and names[5] in written and not written & set(names[:4] + names[6:9] + [names[11]])
+    assert names[4] in written and names[5] in written and names[12] in written and not written & set(names[:4] + names[6:9] + [names[11]])
     for split in ("train", "val", "test"):
         data, _, _ = read_hdf5(out, split)
         assert len(read_lmdb(out, split)[2]) == len(data)

@@ -62,7 +62,7 @@ def _predictions(root, tmp_path, edit=None):
 
 
 def run(root, pred, out, *extra):
-    return level2.main(["--celeba", str(root), "--predictions", str(pred), "--out", str(out), "--quiet", *extra])
+    return level2.main(["--dataset", str(root), "--predictions", str(pred), "--out", str(out), "--quiet", *extra])
 
 
 def test_crops_labels_threshold_and_fallbacks(celeba_root, tmp_path):

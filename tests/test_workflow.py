@@ -85,10 +85,10 @@ def test_report_links_existing_figures(smoke_run):
 def test_cascade_eval_reproduces_the_runs_test_score(smoke_run, tmp_path):
     """tools/cascade_eval.py on the models the run trained, over the test split, must give
     the run's own test figures: same preprocessing, crop rule and metric."""
-    from data_prep import celeba
+    from data_prep import dataset as datasets
 
     settings, run = smoke_run
-    dataset = celeba.load(str(workflow.celeba_root(settings)))
+    dataset = datasets.load(str(workflow.dataset_path(settings)))
     test = dataset.split("test")
     landmarks = tmp_path / "test_landmarks.txt"
     landmarks.write_text("".join(f"{e.name} " + " ".join(str(int(v)) for v in np.ravel(e.points)) + "\n" for e in test))
@@ -105,9 +105,67 @@ def test_cascade_eval_reproduces_the_runs_test_score(smoke_run, tmp_path):
     assert result["images"] == len(test)
     for level in ("level1", "level2"):
         assert result[level]["mean_error"] == pytest.approx(metrics[level]["mean_error"], rel=1e-6)
+    # the same through the dataset interface: the run folder's models, the root, its test split
+    by_root = subprocess.run([sys.executable, str(tool), "--run", str(run), "--dataset", str(workflow.dataset_path(settings)),
+                              "--subset", "test", "--json", str(tmp_path / "root.json"), "--quiet"],
+                             capture_output=True, text=True)
+    assert by_root.returncode == 0, by_root.stderr[-2000:]
+    again = json.loads((tmp_path / "root.json").read_text())
+    assert again["images"] == len(test) and again["dataset_format"] == "celeba"
+    for level in ("level1", "level2"):
+        assert again[level]["mean_error"] == pytest.approx(metrics[level]["mean_error"], rel=1e-6)
+        assert again[level]["interocular"] == pytest.approx(metrics[level]["interocular"], rel=1e-6, nan_ok=True)
 
 
 def test_test_iter_covers_the_test_split_once(tmp_path):
     (tmp_path / "manifest.json").write_text(json.dumps({"counts": {"written": {"train": 900, "test": 130}}}))
     assert workflow._test_iter(tmp_path, 64) == 3
     assert workflow._test_iter(tmp_path / "missing", 64) is None
+
+
+def test_dataset_layout_is_detected_forced_or_refused(tmp_path):
+    root = tmp_path / "mtfl"
+    root.mkdir()
+    (root / "training.txt").write_text("a/x.jpg 30 50 40 32 48 35 35 45 56 56\n")
+    base = dict(run="t", gpu="", schedule="smoke", runs_root=str(tmp_path / "runs"), data_root=str(tmp_path / "data"))
+    resolved = workflow.Settings(dataset=str(root), **base).resolved()
+    assert resolved.dataset_format == "mtfl"
+    assert workflow.level1_data_dir(resolved).name.startswith("mtfl-official-seed1-")
+    assert workflow.Settings(**base).resolved().dataset_format == "celeba"  # the synthetic CelebA
+    with pytest.raises(workflow.WorkflowError, match="not in the sun layout .no trainImageList.txt"):
+        workflow.Settings(dataset=str(root), dataset_format="sun", **base).resolved()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(workflow.WorkflowError, match="no dataset found"):
+        workflow.Settings(dataset=str(empty), **base).resolved()
+
+
+@pytest.mark.slow
+def test_level1_on_a_sun_list_scores_every_normalisation(tmp_path):
+    """The whole level-1 stage on a Sun et al. list (face boxes, backslash paths, no test
+    list): the split is carved and recorded, and metrics.json has the box figures too."""
+    from data_prep.synthetic import render_sample
+
+    root = tmp_path / "sun"
+    (root / "faces").mkdir(parents=True)
+    lines = []
+    for index in range(40):
+        sample = render_sample(3, index)
+        (root / "faces" / sample.name).write_bytes(sample.jpeg())
+        points = sample.label.astype(np.float64)
+        (x0, y0), (x1, y1) = points.min(axis=0) - 10, points.max(axis=0) + 10
+        lines.append(f"faces\\{sample.name} {x0:g} {x1:g} {y0:g} {y1:g} " + " ".join(f"{v:g}" for v in points.reshape(-1)))
+    (root / "trainImageList.txt").write_text("\n".join(lines) + "\n")
+    settings = workflow.Settings(run="sun", dataset=str(root), schedule="smoke", gpu="", seed=2,
+                                 runs_root=str(tmp_path / "runs"), data_root=str(tmp_path / "data"))
+    workflow.level1(settings)
+    run = workflow.run_dir(settings)
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert {s: metrics[s]["level1"]["images"] for s in ("train", "val", "test")} == {"train": 32, "val": 4, "test": 4}
+    for split in ("train", "val", "test"):
+        m = metrics[split]["level1"]
+        assert m["box"]["images"] == m["interocular"]["images"] == m["images"]
+        assert m["box"]["mean_error"] > m["mean_error"] > 0  # a face box is narrower than the image diagonal
+    recorded = json.loads((run / "settings.json").read_text())
+    assert recorded["dataset_format"] == "sun" and recorded["dataset_split"]["method"] == "carved from trainImageList.txt"
+    assert "box width" in (run / "report.md").read_text()

@@ -6,7 +6,7 @@
 Prints images per second for both and their ratio (target: >= 6 on 2 cores), and checks that
 the labels are identical. The synthetic JPEGs are calibrated to cost what real CelebA JPEGs
 cost to decode (SPEC.md: 4.4 ms full, 1.0 ms at 1/8); each run measures and prints its images'
-costs beside those figures. `--celeba ROOT` times a real CelebA root's own files instead.
+costs beside those figures. `--dataset ROOT` times a real dataset root's own files instead.
 A benchmark, not a test: timings depend on the machine's load.
 """
 import argparse
@@ -31,8 +31,9 @@ def parse_args(argv=None):
                         help="median image width in px; calibrated to CelebA's decode cost (default: %(default)s)")
     parser.add_argument("--repeat", type=int, default=benchmark.DEFAULT_REPEAT,
                         help="time each path this many times and keep the best (default: %(default)s)")
-    parser.add_argument("--celeba", metavar="ROOT",
-                        help="time the first --count images of a real CelebA root instead of synthetic ones")
+    parser.add_argument("--dataset", "--celeba", dest="dataset", metavar="ROOT",
+                        help="time the first --count images of a real dataset root (CelebA, MTFL or Sun et al.'s "
+                             "lists) instead of synthetic ones; --celeba is an alias")
     parser.add_argument("--keep", metavar="DIR", help="write the images here and keep them (default: a temporary folder)")
     return parser.parse_args(argv)
 
@@ -42,9 +43,9 @@ def main(argv=None):
     if min(args.count, args.repeat, args.passes) < 1:
         print("bench_data: --count, --passes and --repeat must be at least 1", file=sys.stderr)
         return 2
-    if args.celeba:
+    if args.dataset:
         try:
-            items = benchmark.celeba_items(args.celeba, args.count)
+            items = benchmark.dataset_items(args.dataset, args.count)
         except Exception as exc:  # DataError, ValueError: the message names the root
             print(f"bench_data: {exc}", file=sys.stderr)
             return 2

@@ -1,15 +1,19 @@
 """Evaluate a two-level cascade made of any deploy prototxts and caffemodels (ours, or the
-original authors' released models: ConvolutionDepthwise layers, output blob fc2) on a CelebA-
-format landmark file and a folder of images, with SPEC.md's conventions.
+original authors' released models: ConvolutionDepthwise layers, output blob fc2) with SPEC.md's
+conventions, on a dataset root of any layout or on a CelebA-format landmark file.
 
+  python tools/cascade_eval.py --dataset ROOT [--subset test] [--json OUT]      # shipped models
   python tools/cascade_eval.py --l1 DEPLOY WEIGHTS --l2 DEPLOY WEIGHTS \\
       --landmarks list_landmarks_celeba.txt --images img_celeba/ [--json OUT]
+  python tools/cascade_eval.py --run runs/main --dataset ROOT --predictions cascade.txt
 
-Prints each level's mean error and per-point errors (fractions of the image diagonal), the
-failure rates, the CED area and the inter-ocular error. The landmark file may keep or drop its
-two header lines. Images that are missing or cannot be decoded are skipped, named on screen and
-counted in the JSON; landmark lines with unsafe names (path separators, '..') or bad fields
-are refused the same way. Without --l2, level 1 alone is scored.
+Prints each level's mean error and per-point errors over the image diagonal, the failure
+rates and CED area, side by side with the mean error over the inter-ocular distance (and its
+failure rate at 10%) and, where the dataset gives face boxes (Sun et al.'s lists), over the
+box width. --predictions writes one line per scored image, `name x1 y1 ... x5 y5` in
+original-image pixels (level 2 when given, else level 1); --level1-predictions the same for
+level 1. Images that are missing or cannot be decoded are skipped, named on screen and
+counted in the JSON; list lines with unsafe names or bad fields are refused the same way.
 """
 import argparse
 import sys
@@ -19,8 +23,12 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from data_prep.celeba import DataError, read_landmarks
+from data_prep import dataset as datasets
+from data_prep.celeba import read_landmarks
+from data_prep.dataset import DataError
 from data_prep.images import ImageError
+from data_prep.predictions import write_predictions
+from landmarks import runs
 from landmarks.atomic import write_json
 from landmarks.inference import Cascade, DeployNet
 from landmarks.labels import POINT_NAMES
@@ -28,22 +36,38 @@ from landmarks.metrics import image_errors, summarise
 
 DEFAULT_BATCH = 64  # images per forward; memory is tiny at 48x48, larger buys little on CPU
 SHOWN_PROBLEMS = 20  # skipped items named on screen before the rest are only counted
+SUBSETS = ("all", "train", "val", "test")
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--l1", nargs=2, required=True, metavar=("DEPLOY", "WEIGHTS"),
-                        help="level-1 deploy prototxt and caffemodel")
-    parser.add_argument("--l2", nargs=2, metavar=("DEPLOY", "WEIGHTS"), help="level-2 deploy prototxt and caffemodel")
-    parser.add_argument("--landmarks", required=True, help="CelebA-format landmark file (header lines optional)")
-    parser.add_argument("--images", required=True, help="folder holding the images the landmark file names")
+    runs.add_model_arguments(parser)
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--dataset", metavar="ROOT",
+                        help="a dataset root: CelebA as distributed, MTFL (training.txt) or Sun et al.'s lists")
+    source.add_argument("--landmarks", help="CelebA-format landmark file (header lines optional); with --images")
+    parser.add_argument("--images", help="--landmarks: the folder holding the images it names")
+    parser.add_argument("--dataset-format", type=datasets.format_choice, default="auto",
+                        help="--dataset: celeba | mtfl | sun (default auto: detected from the files present)")
+    parser.add_argument("--variant", choices=("wild", "align"), default="wild", help="--dataset, CelebA: images")
+    parser.add_argument("--split", choices=datasets.SPLIT_CHOICES, default="official",
+                        help="--dataset: how the splits are made, as in data prep (default official)")
+    parser.add_argument("--seed", type=int, default=1, help="--dataset: the seed of carved splits (default 1, "
+                        "the workflow's)")
+    parser.add_argument("--subset", choices=SUBSETS, default="all", help="--dataset: which split to score (default all)")
     parser.add_argument("--json", help="write the figures here")
+    parser.add_argument("--predictions", metavar="FILE",
+                        help="write `name x1 y1 ... x5 y5` per scored image, original pixels (level 2 when given)")
+    parser.add_argument("--level1-predictions", metavar="FILE", help="the same for level 1")
     parser.add_argument("--output-blob", help="the nets' output blob (default fc2, else the last output)")
     parser.add_argument("--batch", type=int, default=DEFAULT_BATCH, help=f"images per forward (default {DEFAULT_BATCH})")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
+    runs.check_model_arguments(parser, args)
     if args.batch < 1:
         parser.error("--batch must be at least 1")
+    if args.landmarks and not args.images:
+        parser.error("--landmarks needs --images")
     return args
 
 
@@ -55,28 +79,28 @@ def _both_levels(cascade, paths):
     return list(zip(first, second, sizes, boxes))
 
 
-def predict(cascade, rows, image_dir, batch_size=DEFAULT_BATCH, progress=True, echo=print):
-    """Runs the cascade over [(name, truth, line)] rows; returns (results, skipped) where a
-    result is (name, truth, level1 px, level2 px or None, (w, h), box or None) and a skip is
-    {name, kind, detail}. A batch with an unreadable image is redone image by image, so that
-    one bad file costs only itself."""
+def predict(cascade, rows, batch_size=DEFAULT_BATCH, progress=True, echo=print):
+    """Runs the cascade over [(name, path, truth, face box or None)] rows; returns (results,
+    skipped) where a result is (name, truth, level1 px, level2 px or None, (w, h), crop box or
+    None, face box or None) and a skip is {name, kind, detail}. A batch with an unreadable
+    image is redone image by image, so that one bad file costs only itself."""
     results, skipped = [], []
     bar = tqdm(total=len(rows), desc="cascade", unit="img", file=sys.stderr, disable=not progress)
     for start in range(0, len(rows), batch_size):
         chunk = rows[start:start + batch_size]
-        paths = [str(Path(image_dir) / name) for name, _, _ in chunk]
+        paths = [path for _, path, _, _ in chunk]
         try:
             outputs = _both_levels(cascade, paths)
         except ImageError:
             outputs = []
-            for (name, _, _), path in zip(chunk, paths):
+            for name, path, _, _ in chunk:
                 try:
                     outputs += _both_levels(cascade, [path])
                 except ImageError as exc:
                     outputs.append(None)
                     skipped.append({"name": name, "kind": exc.kind, "detail": exc.detail})
                     echo(f"skipped {name}: {exc}")
-        results += [(name, truth, *out) for (name, truth, _), out in zip(chunk, outputs) if out is not None]
+        results += [(name, truth, *out, face) for (name, _, truth, face), out in zip(chunk, outputs) if out is not None]
         bar.update(len(chunk))
     bar.close()
     return results, skipped
@@ -87,11 +111,12 @@ def score(results):
     truth = np.stack([r[1] for r in results])
     widths = np.array([r[4][0] for r in results], dtype=np.float64)
     heights = np.array([r[4][1] for r in results], dtype=np.float64)
+    boxes = np.array([r[6] for r in results], dtype=np.float64) if all(r[6] is not None for r in results) else None
     first = np.stack([r[2] for r in results])
-    out = {"level1": summarise(first, truth, widths, heights), "level2": None}
+    out = {"level1": summarise(first, truth, widths, heights, boxes), "level2": None}
     if results[0][3] is not None:
         second = np.stack([r[3] for r in results])
-        out["level2"] = summarise(second, truth, widths, heights)
+        out["level2"] = summarise(second, truth, widths, heights, boxes)
         gain = image_errors(first, truth, widths, heights) - image_errors(second, truth, widths, heights)
         out["level2_better_fraction"] = float((gain > 0).mean())
         out["crop_fallbacks"] = dict(Counter(r[5].fallback for r in results if r[5].fallback))
@@ -99,22 +124,26 @@ def score(results):
 
 
 def _pct(value):
-    return f"{100 * value:6.2f}%"
+    return f"{100 * value:6.2f}%" if value is not None and value == value else f"{'-':>7}"
 
 
 def format_table(figures):
     names = " ".join(f"{n:>11}" for n in POINT_NAMES)
-    lines = [f"{'model':<18} {'images':>6} {'mean':>7} {'median':>7} {names} {'>5%':>7} {'>10%':>7} {'CED AUC':>7} {'IOD':>7}"]
+    lines = [f"{'model':<18} {'images':>6} {'mean':>7} {'median':>7} {names} {'>5%':>7} {'>10%':>7} {'CED AUC':>7} "
+             f"{'IOD':>7} {'IOD>10%':>7} {'box':>7} {'box>10%':>7}"]
     for key, label in (("level1", "level 1"), ("level2", "cascade (level 2)")):
         m = figures.get(key)
         if not m:
             continue
         points = " ".join(f"{_pct(v):>11}" for v in m["per_point"])
+        iod, box = m["interocular"], m.get("box") or {}
         lines.append(f"{label:<18} {m['images']:>6} {_pct(m['mean_error'])} {_pct(m['median_error'])} {points} "
                      f"{_pct(m['failure_rate']['0.05'])} {_pct(m['failure_rate']['0.10'])} "
-                     f"{m['ced_auc_0.10']:>7.3f} {_pct(m['interocular']['mean_error'])}")
-    lines.append("Errors: mean point distance over the image diagonal; IOD: over the true inter-ocular distance "
-                 "(images with both eyes on one pixel left out).")
+                     f"{m['ced_auc_0.10']:>7.3f} {_pct(iod['mean_error'])} {_pct(iod['failure_rate_0.10'])} "
+                     f"{_pct(box.get('mean_error'))} {_pct(box.get('failure_rate_0.10'))}")
+    lines.append("Errors: mean point distance over the image diagonal (mean, median, per point, >5%, >10%, CED); "
+                 "IOD: over the true inter-ocular distance (images with both eyes on one pixel left out); "
+                 "box: over the face box's width (only where the dataset gives boxes).")
     return "\n".join(lines)
 
 
@@ -125,36 +154,62 @@ def _say_problems(problems, echo):
         echo(f"... and {len(problems) - SHOWN_PROBLEMS} more refused lines")
 
 
+def read_rows(args):
+    """([(name, path, truth, face box or None)], refused-line problems, facts for the JSON)."""
+    if args.landmarks:
+        rows, problems, header_count = read_landmarks(args.landmarks)
+        if not Path(args.images).is_dir():
+            raise DataError(f"{args.images}: no such image folder")
+        return ([(name, str(Path(args.images) / name), points, None) for name, points, _ in rows], problems,
+                {"landmarks": str(args.landmarks), "header_count": header_count, "image_dir": str(args.images)})
+    data = datasets.load(args.dataset, args.dataset_format, args.variant, args.split, seed=args.seed)
+    entries = data.entries if args.subset == "all" else data.split(args.subset)
+    if not entries:
+        raise DataError(f"{args.dataset}: no {args.subset} images")
+    return ([(e.name, data.image_path(e.name), e.points, e.box) for e in entries], data.problems,
+            {"dataset": data.root, "dataset_format": data.format, "subset": args.subset, "split": data.split_record,
+             "image_dir": data.image_dir})
+
+
 def main(argv=None):
     args = parse_args(argv)
     try:
-        rows, problems, header_count = read_landmarks(args.landmarks)
+        rows, problems, facts = read_rows(args)
     except DataError as exc:
-        raise SystemExit(str(exc))
-    if not Path(args.images).is_dir():
-        raise SystemExit(f"{args.images}: no such image folder")
+        print(f"cascade_eval: error: {exc}", file=sys.stderr)
+        return 2
+    level1_files, level2_files = runs.chosen_models(args)
     _say_problems(problems, print)
     try:
-        level1 = DeployNet(*args.l1, output=args.output_blob)
-        level2 = DeployNet(*args.l2, output=args.output_blob) if args.l2 else None
+        level1 = DeployNet(*level1_files, output=args.output_blob)
+        level2 = DeployNet(*level2_files, output=args.output_blob) if level2_files else None
     except FileNotFoundError as exc:
-        raise SystemExit(str(exc))
-    results, skipped = predict(Cascade(level1, level2), rows, args.images, args.batch, not args.quiet)
+        print(f"cascade_eval: error: {exc}", file=sys.stderr)
+        return 2
+    results, skipped = predict(Cascade(level1, level2), rows, args.batch, not args.quiet)
     if skipped:
         print(f"{len(skipped)} image(s) skipped: " + ", ".join(f"{k} {v}" for k, v in Counter(s["kind"] for s in skipped).items()))
     if not results:
-        raise SystemExit(f"no image of {args.landmarks} could be evaluated in {args.images}")
+        print("cascade_eval: error: no image could be evaluated", file=sys.stderr)
+        return 2
     figures = score(results)
     figures.update({
         "images": len(results),
         "skipped": {"count": len(skipped), "by_kind": dict(Counter(s["kind"] for s in skipped)), "items": skipped},
         "refused_lines": {"count": len(problems), "items": [p.as_dict() for p in problems]},
-        "landmarks": str(args.landmarks), "header_count": header_count, "image_dir": str(args.images),
-        "models": {"level1": list(args.l1), "level2": list(args.l2) if args.l2 else None},
+        **facts,
+        "models": {"level1": [str(p) for p in level1_files], "level2": [str(p) for p in level2_files] if level2_files else None},
     })
     print(format_table(figures))
     if figures["level2"]:
         print(f"level 2 improves {100 * figures['level2_better_fraction']:.1f}% of the images")
+    names = [r[0] for r in results]  # one line per scored image, no comment lines
+    if args.level1_predictions:
+        write_predictions(args.level1_predictions, names, [r[2] for r in results])
+        print(f"wrote {args.level1_predictions} (level 1)")
+    if args.predictions:
+        write_predictions(args.predictions, names, [r[3] if r[3] is not None else r[2] for r in results])
+        print(f"wrote {args.predictions} ({'level 2' if figures['level2'] else 'level 1'})")
     if args.json:
         write_json(args.json, figures)
         print(f"wrote {args.json}")

@@ -1,6 +1,7 @@
 """Draw the cascade on any image, in the article's colours: ground truth green (when
 --landmarks knows the image), level 1 red, level 2 blue, and the crop level 2 saw (yellow).
 
+  python tools/demo.py photo.jpg                                    # the shipped models (models/mtfl/)
   python tools/demo.py photo.jpg other.jpg --run runs/demo          # writes runs/demo/demo/*_cascade.jpg
   python tools/demo.py IMG ... --l1 DEPLOY WEIGHTS --l2 DEPLOY WEIGHTS [--landmarks FILE] [--out DIR]
 
@@ -67,7 +68,8 @@ def main(argv=None):
         cascade = Cascade(DeployNet(*level1, output=args.output_blob),
                           DeployNet(*level2, output=args.output_blob) if level2 else None)
     except FileNotFoundError as exc:
-        raise SystemExit(str(exc))
+        print(f"demo: error: {exc}", file=sys.stderr)
+        return 2
     out_dir.mkdir(parents=True, exist_ok=True)
     failed = 0
     for path in args.images:

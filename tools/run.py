@@ -9,6 +9,7 @@ report. Outputs go to runs/<--run>/; `make level1` etc. call this.
 import argparse
 import sys
 
+from data_prep.dataset import format_choice
 from landmarks import workflow
 from landmarks.nets import DEPTHWISE_CHOICES, LOSS_CHOICES
 from landmarks.solvers import SCHEDULES
@@ -22,10 +23,17 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("stage", choices=STAGES)
     p.add_argument("--run", default=None, help="run name: outputs in runs/<run>/ (default: 'default'; 'demo' for demo)")
-    p.add_argument("--celeba", default=d.celeba, help="CelebA root as distributed (default: the built-in synthetic CelebA)")
-    p.add_argument("--variant", choices=("wild", "align"), default=d.variant, help="in-the-wild or aligned images (default wild)")
+    p.add_argument("--dataset", "--celeba", dest="dataset", default=d.dataset,
+                   help="dataset root: CelebA as distributed, MTFL (training.txt) or Sun et al.'s lists "
+                        "(trainImageList.txt) (default: the built-in synthetic CelebA); --celeba is an alias")
+    p.add_argument("--dataset-format", type=format_choice, default=d.dataset_format,
+                   help="celeba | mtfl | sun (default auto: detected from the files present)")
+    p.add_argument("--variant", choices=("wild", "align"), default=d.variant,
+                   help="CelebA: in-the-wild or aligned images (default wild)")
     p.add_argument("--split", choices=("official", "random"), default=d.split,
-                   help="official partition, or the article's random 80/20 (default official)")
+                   help="official: CelebA's partition, or a list's test list (val and test carved 80/10/10 with "
+                        "--seed where there is none); random: everything carved (CelebA: the article's 80/20) "
+                        "(default official)")
     p.add_argument("--count", type=int, default=d.synthetic_count, help=f"synthetic images (default {d.synthetic_count})")
     p.add_argument("--seed", type=int, default=d.seed, help="seed for synthetic data, random split and shuffling")
     p.add_argument("--schedule", choices=["auto", *sorted(SCHEDULES)], default=d.schedule,
@@ -53,7 +61,8 @@ def main(argv=None):
     args = parse_args(argv)
     run = args.run or ("demo" if args.stage == "demo" else "default")
     schedule = "demo" if args.stage == "demo" and args.schedule == "auto" else args.schedule
-    settings = workflow.Settings(run=run, celeba=args.celeba, variant=args.variant, split=args.split,
+    settings = workflow.Settings(run=run, dataset=args.dataset, dataset_format=args.dataset_format,
+                                 variant=args.variant, split=args.split,
                                  synthetic_count=args.count, seed=args.seed, schedule=schedule, gpu=args.gpu,
                                  depthwise=args.depthwise, format=args.format, thresh=args.thresh,
                                  input_size=args.input_size, limit=args.limit, resume=args.resume,

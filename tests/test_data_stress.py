@@ -1,0 +1,80 @@
+"""data_prep.stress: every stressed image's labels land on the features they name (rotation,
+zoom and mirror included), the copy is a data set cascade_eval reads, and bad input exits 2."""
+import json
+
+import cv2
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from data_prep import augment, dataset, stress
+from landmarks.labels import FLIP_ORDER
+
+SIZE = 96
+# one colour per point (BGR): left eye, right eye, nose, mouth left, mouth right
+COLOURS = np.array([(0, 0, 255), (0, 255, 0), (255, 0, 0), (0, 255, 255), (255, 0, 255)], dtype=float)
+FACE = np.array([[36.0, 38.0], [60.0, 38.0], [48.0, 52.0], [38.0, 66.0], [58.0, 66.0]])
+
+
+def _root(tmp_path, count=12):
+    lines = []
+    for i in range(count):
+        points = FACE + [(i % 3 - 1) * 3, (i % 2) * 3]
+        img = np.zeros((SIZE, SIZE, 3), np.uint8)
+        for (x, y), colour in zip(points, COLOURS):
+            cv2.circle(img, (int(x * 16), int(y * 16)), 4 * 16, tuple(int(c) for c in colour), -1, cv2.LINE_AA, 4)
+        name = f"faces/f{i:02d}.png"  # PNG: no JPEG ringing between colours
+        (tmp_path / "faces").mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(tmp_path / name), img)
+        lines.append(name + " " + " ".join(f"{v:g}" for v in points[:, 0]) + " " + " ".join(f"{v:g}" for v in points[:, 1]))
+    (tmp_path / "training.txt").write_text("\n".join(lines) + "\n")
+    return tmp_path
+
+
+def _blobs(patch):
+    intensity = patch.astype(float).max(axis=2)
+    labels, n = ndimage.label(intensity > 60)
+    found = {}
+    for k in range(1, n + 1):
+        mask = labels == k
+        if mask.sum() < 8:
+            continue
+        mean = patch[mask].astype(float).mean(axis=0)
+        colour = int(np.argmin(np.linalg.norm(COLOURS / 255 - mean / mean.max(), axis=1)))
+        ys, xs = np.nonzero(mask)
+        found[colour] = np.array([xs.mean(), ys.mean()])
+    return found
+
+
+def test_labels_follow_every_transform(tmp_path):
+    data = dataset.load(str(_root(tmp_path / "src", count=15)), seed=1)
+    config = augment.AugmentConfig(copies=1, flip=0.5, rotate=60.0, zoom=1.8)  # colour kept: blobs by colour
+    out = tmp_path / "stress"
+    # PNG sources and JPEG output: the blobs survive quality 90 well enough at this size
+    count = stress.write_stress_copy(data, "train", str(out), seed=5, config=config, progress=False)
+    assert count == len(data.split("train")) == 12
+    record = json.loads((out / "stress.json").read_text())
+    lines = (out / "list_landmarks_celeba.txt").read_text().split("\n")[1:-1]
+    angles, flips = [], 0
+    for line, item in zip(lines, record["images"]):
+        fields = line.split()
+        points = np.array(fields[1:], float).reshape(5, 2)
+        image = cv2.imread(str(out / "img_celeba" / fields[0]))
+        assert image.shape == (SIZE, SIZE, 3)
+        flip = "flip=1" in item["jitter"]
+        flips += flip
+        angles.append(abs(float(item["jitter"].split("angle=")[1].split(",")[0])))
+        blobs = _blobs(image)
+        for i, drawn in enumerate(FLIP_ORDER if flip else range(5)):
+            assert np.abs(points[i] - blobs[drawn]).max() < 1.0, (item, i)
+    assert 0 < flips < 12 and max(angles) > 20
+
+
+def test_the_copy_is_a_data_set_and_bad_input_is_refused(tmp_path, capsys):
+    root = _root(tmp_path / "src", count=20)
+    out = tmp_path / "stress"
+    assert stress.main(["--dataset", str(root), "--split", "val", "--out", str(out), "--quiet"]) == 0
+    copy = dataset.load(str(out))
+    assert copy.format == "celeba" and len(copy.split("test")) == 2  # 10% of 20, every one scored as test
+    assert stress.main(["--dataset", str(tmp_path / "missing"), "--out", str(out), "--quiet"]) == 2
+    assert "missing" in capsys.readouterr().err

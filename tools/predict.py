@@ -1,0 +1,64 @@
+"""Predict the five landmarks of every image given (files, or folders searched recursively for
+.jpg/.jpeg/.png) with the cascade, and write them as CSV; with --draw, the drawn images too.
+
+  python tools/predict.py photos/ more.jpg --out points.csv             # the shipped models
+  python tools/predict.py photos/ --out points.csv --draw drawn/ --run runs/main
+  python tools/predict.py photo.png --l1 DEPLOY WEIGHTS [--l2 DEPLOY WEIGHTS]
+
+CSV: a header line `name,x1,y1,...,x5,y5`, then one row per image, points in original-image
+pixels (level 2's when there is a level-2 net), in CelebA's order: left eye, right eye, nose,
+left and right mouth corner. Images that cannot be read are named on screen and left out;
+the exit status is then 1.
+"""
+import argparse
+import sys
+
+from landmarks import predict, runs
+from landmarks.inference import Cascade, DeployNet
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("inputs", nargs="+", metavar="IMAGE_OR_FOLDER", help="image files and folders")
+    parser.add_argument("--out", default="predictions.csv", help="the CSV to write (default %(default)s)")
+    parser.add_argument("--draw", metavar="DIR", help="also write each image with its points drawn here")
+    runs.add_model_arguments(parser)
+    parser.add_argument("--output-blob", help="the nets' output blob (default fc2, else the last output)")
+    parser.add_argument("--batch", type=int, default=predict.DEFAULT_BATCH,
+                        help="images per forward (default %(default)s)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    args = parser.parse_args(argv)
+    runs.check_model_arguments(parser, args)
+    if args.batch < 1:
+        parser.error("--batch must be at least 1")
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    try:
+        images = predict.find_images(args.inputs)
+    except predict.InputError as exc:
+        print(f"predict: error: {exc}", file=sys.stderr)
+        return 2
+    level1, level2 = runs.chosen_models(args)
+    try:
+        cascade = Cascade(DeployNet(*level1, output=args.output_blob),
+                          DeployNet(*level2, output=args.output_blob) if level2 else None)
+    except FileNotFoundError as exc:
+        print(f"predict: error: {exc}", file=sys.stderr)
+        return 2
+    results, skipped = predict.predict(cascade, images, args.batch, not args.quiet)
+    for found, reason in skipped:
+        print(f"skipped {found.name}: {reason}", file=sys.stderr)
+    predict.write_csv(args.out, results)
+    print(f"wrote {args.out}: {len(results)} image(s), {'level 2' if level2 else 'level 1'} points"
+          + (f"; {len(skipped)} skipped" if skipped else ""))
+    if args.draw:
+        predict.draw(results, args.draw)
+        print(f"drew {len(results)} image(s) in {args.draw}")
+    return 1 if skipped else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
