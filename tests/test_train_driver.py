@@ -101,3 +101,82 @@ def test_ctrl_c_stops_with_a_snapshot(tmp_path):
     weights = record["final_weights"]
     assert weights and os.path.exists(weights) and os.path.exists(weights.replace(".caffemodel", ".solverstate"))
     assert "STOPPED" in out and "RESUME=1" in out
+
+
+@pytest.mark.slow
+def test_final_weights_are_this_runs_not_a_leftover_with_a_higher_number(tmp_path):
+    """Issue 11, wrong result 1: an interrupted longer run left `_iter_27`; a fresh 20-iteration
+    run in the same folder must report its own `_iter_20`, never the leftover."""
+    data = _data(tmp_path / "data")
+    longer = _files(tmp_path, data, max_iter={1: 27, 2: 27}, snapshot=27)
+    train.train(longer["solver"], tmp_path / "run", echo=lambda *_: None)
+    assert (tmp_path / "run" / "snapshots" / "level1_iter_27.caffemodel").exists()
+    fresh = _files(tmp_path, data, max_iter={1: 20, 2: 20}, snapshot=10)
+    lines = []
+    record = train.train(fresh["solver"], tmp_path / "run", echo=lines.append)
+    assert record["final_weights"].endswith("level1_iter_20.caffemodel")
+    assert [s["iteration"] for s in record["snapshots"]] == [10, 20]  # this run's, checked whole
+    assert any("earlier run" in line for line in lines)
+    # and RESUME picks this run's newest, not the leftover
+    again = _files(tmp_path, data, max_iter={1: 24, 2: 24}, snapshot=10)
+    record = train.train(again["solver"], tmp_path / "run", resume=True, echo=lambda *_: None)
+    assert record["resumed_from"].endswith("level1_iter_20.solverstate")
+    assert record["final_weights"].endswith("level1_iter_24.caffemodel")
+
+
+@pytest.mark.slow
+def test_resume_passes_over_a_truncated_solverstate(tmp_path):
+    """Issue 11, wrong result 5: a full disk left `_iter_10.solverstate` cut short under its
+    final name. RESUME must not hand it to Caffe (which aborts on it): it says why and resumes
+    from the newest whole one."""
+    data = _data(tmp_path / "data")
+    first = _files(tmp_path, data, max_iter={1: 10, 2: 10}, snapshot=5)
+    train.train(first["solver"], tmp_path / "run", echo=lambda *_: None)
+    state = tmp_path / "run" / "snapshots" / "level1_iter_10.solverstate"
+    state.write_bytes(state.read_bytes()[: state.stat().st_size // 2])
+    second = _files(tmp_path, data, max_iter={1: 12, 2: 12}, snapshot=5)
+    lines = []
+    record = train.train(second["solver"], tmp_path / "run", resume=True, echo=lines.append)
+    assert record["resumed_from"].endswith("level1_iter_5.solverstate")
+    assert any("level1_iter_10.solverstate" in line and "not a whole" in line for line in lines)
+    assert record["status"] == "done" and record["final_weights"].endswith("level1_iter_12.caffemodel")
+
+
+def test_a_truncated_solverstate_with_intact_fields_is_refused(tmp_path):
+    """Cut at a field boundary, the state parses but holds fewer history blobs."""
+    from caffe.proto import caffe_pb2
+
+    from landmarks import snapshots
+
+    weights = caffe_pb2.NetParameter()
+    layer = weights.layer.add(name="conv", type="Convolution")
+    for shape in ((4, 3, 3, 3), (4,)):
+        blob = layer.blobs.add()
+        blob.shape.dim.extend(shape)
+        blob.data.extend([0.5] * int(np.prod(shape)))
+    (tmp_path / "m_iter_3.caffemodel").write_bytes(weights.SerializeToString())
+    state = caffe_pb2.SolverState(iter=3, learned_net=str(tmp_path / "m_iter_3.caffemodel"))
+    for shape in ((4, 3, 3, 3), (4,)):
+        blob = state.history.add()
+        blob.shape.dim.extend(shape)
+        blob.data.extend([0.0] * int(np.prod(shape)))
+    whole = tmp_path / "m_iter_3.solverstate"
+    whole.write_bytes(state.SerializeToString())
+    assert snapshots.check_solverstate(whole) == tmp_path / "m_iter_3.caffemodel"
+    del state.history[1]
+    cut = tmp_path / "m_iter_4.solverstate"
+    cut.write_bytes(state.SerializeToString())
+    with pytest.raises(snapshots.SnapshotError, match="1 history blobs for the 2 weight blobs"):
+        snapshots.check_solverstate(cut)
+    assert snapshots.newest_whole_solverstate([whole, cut], echo=lambda *_: None) == whole
+
+
+@pytest.mark.slow
+def test_failed_training_names_the_logs_first_error(tmp_path):
+    data = _data(tmp_path / "data")
+    (data / "hdf5" / "train.txt").write_text(f"{data}/hdf5/missing.h5\n")
+    paths = _files(tmp_path, data)
+    with pytest.raises(train.TrainingError) as caught:
+        train.train(paths["solver"], tmp_path / "run", echo=lambda *_: None)
+    first = [line for line in str(caught.value).splitlines() if line.startswith("first error:")]
+    assert first and "missing.h5" in first[0], str(caught.value)
