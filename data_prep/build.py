@@ -249,6 +249,10 @@ def run(out_dir, tasks, settings, record, formats, shard_size=writers.DEFAULT_SH
             if ctrl_c.is_set():  # pressed after the last sample: still nothing is committed
                 raise KeyboardInterrupt
             counts = writer.counts()
+            if not counts.get("train"):  # nothing to train on is a failed build, never a finished one
+                first = f"; first: {skipped[0]}" if skipped else ""
+                raise celeba.DataError(f"no training samples written ({len(skipped)} skipped{first}); "
+                                       f"nothing was written to {out_dir}")
             written = writer.commit()
         except BaseException:
             writer.abort()
@@ -343,13 +347,13 @@ def order_tasks(tasks, seed, aug, make_copy):
     return [train[i] for i in order] + rest
 
 
-def preflight(args, level, input_files, extra_options=None):
+def preflight(args, level, input_files, extra_options=None, image_dir=None):
     """(key, record, up_to_date): the build key and manifest's fixed part; `up_to_date` when
-    DIR already holds this build (nothing to do)."""
+    DIR already holds this build (nothing to do). `image_dir`'s state is part of the key."""
     if args.shard_size < 1 or args.size < 8 or (args.workers is not None and args.workers < 1):
         raise celeba.DataError("--shard-size and --workers must be at least 1, --size at least 8")
     options = dict(dataset_options(args), **(extra_options or {}))
-    key, inputs = manifest.build_key(level, options, input_files)
+    key, inputs = manifest.build_key(level, options, input_files, {"images": image_dir})
     record = {"level": level, "key": key, "format_version": manifest.FORMAT_VERSION,
               "inputs": inputs, "options": options}
     return key, record, (not args.force and manifest.is_current(args.out, key))

@@ -23,11 +23,11 @@ def tasks_for(dataset):
 def build_level1(args):
     """Build (or find current) the level-1 data folder; returns the manifest dict, or None
     when it was already current."""
-    _, landmark_file, partition_file = locate(args.celeba, args.variant)
+    image_dir, landmark_file, partition_file = locate(args.celeba, args.variant)
     inputs = {"landmarks": landmark_file}
     if args.split == "official" and partition_file:
         inputs["partition"] = partition_file
-    _, record, current = build.preflight(args, 1, inputs)
+    _, record, current = build.preflight(args, 1, inputs, image_dir=image_dir)
     if current:
         return None
     dataset = build.load_dataset(args)

@@ -49,14 +49,14 @@ def build_level2(args):
     """Build (or find current) the level-2 data folder; the manifest dict, or None if current."""
     if not (args.thresh >= 0):
         raise DataError(f"--thresh must be >= 0 (inf: keep every sample), got {args.thresh}")
-    _, landmark_file, partition_file = locate(args.celeba, args.variant)
+    image_dir, landmark_file, partition_file = locate(args.celeba, args.variant)
     if not os.path.isfile(args.predictions):
         raise DataError(f"{args.predictions}: no such predictions file")
     inputs = {"landmarks": landmark_file, "predictions": args.predictions}
     if args.split == "official" and partition_file:
         inputs["partition"] = partition_file
     extra = {"thresh": args.thresh if math.isfinite(args.thresh) else "inf"}
-    _, record, current = build.preflight(args, 2, inputs, extra)
+    _, record, current = build.preflight(args, 2, inputs, extra, image_dir=image_dir)
     if current:
         return None
     dataset = build.load_dataset(args)
