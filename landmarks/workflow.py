@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from landmarks import caffe_runtime, metrics, plots
+from landmarks import caffe_runtime, checks, metrics, plots, provenance
 from landmarks.atomic import write_json
 from landmarks.caffe_runtime import ROOT
 from landmarks.generate import write_level_files
@@ -48,6 +48,7 @@ class Settings:
     input_size: int = 48
     limit: int = 0  # 0: every image
     resume: bool = False
+    rebuild: bool = False  # data prep rebuilds even when its manifest says the data is current
     runs_root: str = str(ROOT / "runs")  # run folders: <runs_root>/<run>/
     data_root: str = str(ROOT / "data")  # synthetic CelebA and level-1 data
 
@@ -65,6 +66,9 @@ class Settings:
             raise WorkflowError(f"DEPTHWISE must be one of {DEPTHWISE_CHOICES}, got {s.depthwise!r}")
         if s.format not in ("hdf5", "lmdb"):
             raise WorkflowError(f"FORMAT must be hdf5 or lmdb, got {s.format!r}")
+        problems = checks.settings_problems(s)  # before any work, and before settings.json records them
+        if problems:
+            raise WorkflowError("; ".join(problems))
         return s
 
 
@@ -136,6 +140,8 @@ def prepare_level1_data(settings):
             "--variant", settings.variant, "--split", settings.split, "--seed", settings.seed]
     if settings.limit:
         args += ["--limit", settings.limit]
+    if settings.rebuild:
+        args.append("--force")
     _python_module("data_prep.level1", *args)
     return root, data_dir
 
@@ -288,6 +294,7 @@ def level1(settings):
     out = run_dir(settings) / "level1"
     out.mkdir(parents=True, exist_ok=True)
     _record_settings(settings, "level1")
+    provenance.forget(run_dir(settings), "level1")  # nothing of an earlier level 1 (or cascade) is left to mix in
     started = time.time()
     root, data_dir = prepare_level1_data(settings)
     deploy, weights = _train_level(settings, 1, data_dir)
@@ -314,8 +321,11 @@ def level1(settings):
         _worst_gallery(dataset, names_t, err_t, {"truth": truth_t, "level1": pred_t}, figures / "worst.png",
                        "Worst test images, level 1 (green: truth, red: level 1)")
     network_diagram(deploy, figures / "network.png")
-    write_json(out / "stage.json", {"seconds": round(time.time() - started, 1), "predictions": str(out / "predictions.txt"),
-                                     "skipped_images": len(skipped), "deploy": str(deploy), "weights": weights})
+    record = {"seconds": round(time.time() - started, 1), "predictions": str(out / "predictions.txt"),
+              "skipped_images": len(skipped), "deploy": str(deploy), "weights": weights}
+    write_json(out / "stage.json", provenance.stage_record(
+        record, settings, {"data": Path(data_dir) / "manifest.json"},
+        {"weights": weights, "predictions": out / "predictions.txt"}))
     write_report(run_dir(settings))
     _print_summary(settings)
     return summaries
@@ -328,14 +338,16 @@ def crops(settings):
     predictions = level1_dir / "predictions.txt"
     if not predictions.exists():
         raise WorkflowError(f"{predictions} is missing: run `make level1 RUN={settings.run}` first")
-    _record_settings(settings, "crops")
     root = celeba_root(settings)
     args = ["--celeba", root, "--predictions", predictions, "--out", run_dir(settings) / "level2" / "data",
             "--thresh", settings.thresh, "--format", settings.format, "--size", settings.input_size,
             "--variant", settings.variant, "--split", settings.split, "--seed", settings.seed]
     if settings.limit:
         args += ["--limit", settings.limit]
+    if settings.rebuild:
+        args.append("--force")
     _python_module("data_prep.level2", *args)
+    _record_settings(settings, "crops")  # only once data prep accepted them
 
 
 def level2(settings):
@@ -349,7 +361,12 @@ def level2(settings):
     stage1 = _read_json(run_dir(settings) / "level1" / "stage.json")
     if not stage1:
         raise WorkflowError(f"level 1 of run {settings.run} is not finished: run `make level1` first")
+    stale = provenance.crops_problems(run_dir(settings), settings)
+    if stale:
+        raise WorkflowError(f"{data_dir} cannot be used: {'; '.join(stale)}. "
+                            f"Run `make crops RUN={settings.run}` first")
     _record_settings(settings, "level2")
+    provenance.forget(run_dir(settings), "level2")
     started = time.time()
     deploy, weights = _train_level(settings, 2, data_dir)
     root = celeba_root(settings)
@@ -392,8 +409,11 @@ def level2(settings):
                            figures / "histograms.png", "Cascade: per-image error, train and test")
     _timing(settings, (stage1["deploy"], stage1["weights"]), (deploy, weights),
             [dataset.image_path(n) for n in names[:32]])
-    write_json(out / "stage.json", {"seconds": round(time.time() - started, 1), "predictions": str(out / "predictions.txt"),
-                                     "skipped_images": len(skipped), "deploy": str(deploy), "weights": weights})
+    record = {"seconds": round(time.time() - started, 1), "predictions": str(out / "predictions.txt"),
+              "skipped_images": len(skipped), "deploy": str(deploy), "weights": weights}
+    write_json(out / "stage.json", provenance.stage_record(
+        record, settings, {"level1_weights": stage1["weights"], "crops": data_dir / "manifest.json"},
+        {"weights": weights, "predictions": out / "predictions.txt"}))
     write_report(run_dir(settings))
     _print_summary(settings)
     return summaries

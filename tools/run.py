@@ -9,7 +9,8 @@ report. Outputs go to runs/<--run>/; `make level1` etc. call this.
 import argparse
 import sys
 
-from landmarks import workflow
+from landmarks import checks, workflow
+from landmarks.lock import RunFolderBusy, run_folder_lock
 from landmarks.nets import DEPTHWISE_CHOICES
 from landmarks.solvers import SCHEDULES
 from landmarks.train import TrainingError
@@ -37,7 +38,9 @@ def parse_args(argv=None):
                    help="crops: drop training images whose level-1 error exceeds this (default 0.05)")
     p.add_argument("--input-size", type=int, default=d.input_size, help="network input side (default 48)")
     p.add_argument("--limit", type=int, default=0, help="use only the first N images (quick runs)")
-    p.add_argument("--resume", action="store_true", help="continue training from the newest .solverstate")
+    p.add_argument("--resume", action="store_true", help="continue training from the newest whole .solverstate")
+    p.add_argument("--rebuild", action="store_true",
+                   help="rebuild the data even when its manifest.json says it is current (make REBUILD=1)")
     return p.parse_args(argv)
 
 
@@ -48,7 +51,37 @@ def main(argv=None):
     settings = workflow.Settings(run=run, celeba=args.celeba, variant=args.variant, split=args.split,
                                  synthetic_count=args.count, seed=args.seed, schedule=schedule, gpu=args.gpu,
                                  depthwise=args.depthwise, format=args.format, thresh=args.thresh,
-                                 input_size=args.input_size, limit=args.limit, resume=args.resume)
+                                 input_size=args.input_size, limit=args.limit, resume=args.resume,
+                                 rebuild=args.rebuild)
+    problem = checks.run_name_problem(run)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
+    if args.stage == "report" and not (workflow.run_dir(settings) / "settings.json").exists():
+        print(f"error: {workflow.run_dir(settings)} holds no run (no settings.json): check RUN", file=sys.stderr)
+        return 2
+    try:
+        if args.stage != "report":
+            settings.resolved()  # options are checked before anything is made or locked
+    except workflow.WorkflowError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    try:
+        if args.stage == "data":  # shared data, no run folder: data prep's own build is atomic
+            return _run_stage(args, settings)
+        with run_folder_lock(workflow.run_dir(settings)):
+            return _run_stage(args, settings)
+    except RunFolderBusy as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:
+        if not checks.is_disk_error(err):
+            raise
+        print(f"error: {checks.disk_message(err)}", file=sys.stderr)
+        return 2
+
+
+def _run_stage(args, settings):
     try:
         if args.stage == "data":
             root, data_dir = workflow.prepare_level1_data(settings.resolved())
