@@ -137,8 +137,9 @@ def main(argv=None):
     try:
         level1 = DeployNet(*args.l1, output=args.output_blob)
         level2 = DeployNet(*args.l2, output=args.output_blob) if args.l2 else None
-    except FileNotFoundError as exc:
-        raise SystemExit(str(exc))
+    except FileNotFoundError as exc:  # a missing model file, or one pycaffe would abort on (model_check)
+        print(f"cascade_eval: error: {exc}", file=sys.stderr)
+        return 2
     results, skipped = predict(Cascade(level1, level2), rows, args.images, args.batch, not args.quiet)
     if skipped:
         print(f"{len(skipped)} image(s) skipped: " + ", ".join(f"{k} {v}" for k, v in Counter(s["kind"] for s in skipped).items()))

@@ -66,8 +66,9 @@ def main(argv=None):
     try:
         cascade = Cascade(DeployNet(*level1, output=args.output_blob),
                           DeployNet(*level2, output=args.output_blob) if level2 else None)
-    except FileNotFoundError as exc:
-        raise SystemExit(str(exc))
+    except FileNotFoundError as exc:  # a missing model file, or one pycaffe would abort on (model_check)
+        print(f"demo: error: {exc}", file=sys.stderr)
+        return 2
     out_dir.mkdir(parents=True, exist_ok=True)
     failed = 0
     for path in args.images:
