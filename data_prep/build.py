@@ -22,6 +22,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from landmarks import checks
 from landmarks.crop import crop_box
 from landmarks.labels import as_rows, normalise
 from landmarks.metrics import image_errors
@@ -245,7 +246,9 @@ def run(out_dir, tasks, settings, record, formats, shard_size=writers.DEFAULT_SH
                     preview.append(result)
             if preview:
                 sheet = contact_sheet([s.pixels for s in preview], [s.label for s in preview], [s.frame for s in preview])
-                cv2.imwrite(os.path.join(writer.tmp_dir, "preview.png"), sheet)
+                # encoded here and written by Python: cv2.imwrite only returns False on a full disk
+                with open(os.path.join(writer.tmp_dir, "preview.png"), "wb") as fh:
+                    fh.write(cv2.imencode(".png", sheet)[1].tobytes())
             if ctrl_c.is_set():  # pressed after the last sample: still nothing is committed
                 raise KeyboardInterrupt
             counts = writer.counts()
@@ -356,7 +359,11 @@ def preflight(args, level, input_files, extra_options=None, image_dir=None):
     key, inputs = manifest.build_key(level, options, input_files, {"images": image_dir})
     record = {"level": level, "key": key, "format_version": manifest.FORMAT_VERSION,
               "inputs": inputs, "options": options}
-    return key, record, (not args.force and manifest.is_current(args.out, key))
+    current = not args.force and manifest.is_current(args.out, key)
+    problem = "" if current else checks.writable_problem(args.out)  # before the work, not after
+    if problem:
+        raise celeba.DataError(problem)
+    return key, record, current
 
 
 def summary(result):
@@ -374,6 +381,11 @@ def cli_main(prog, build_fn, args, describe=summary):
         result = build_fn(args)
     except celeba.DataError as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # a full disk or a folder that cannot be written: the partial build is gone
+        if not checks.is_disk_error(exc):
+            raise
+        print(f"{prog}: error: {checks.disk_message(exc, args.out)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"{prog}: interrupted; nothing was written", file=sys.stderr)

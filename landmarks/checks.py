@@ -8,6 +8,7 @@ what to do, or '' when the value is fine; the callers turn it into exit status 2
 """
 import errno
 import os
+import re
 import tempfile
 from pathlib import Path
 
@@ -65,20 +66,38 @@ def writable_problem(folder):
     return ""
 
 
+_DISK_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM)
+# How libraries that wrap the C calls (h5py's RuntimeError, lmdb.Error) spell them.
+_DISK_TEXTS = (("No space left on device", errno.ENOSPC), ("File too large", errno.EFBIG),
+               ("Read-only file system", errno.EROFS), ("Permission denied", errno.EACCES))
+
+
+def disk_errno(exc):
+    """The errno of a full-disk / not-writable failure behind `exc` (an OSError, or a library's
+    own exception whose text carries it), or None when `exc` is something else."""
+    if isinstance(exc, OSError) and exc.errno in _DISK_ERRNOS:
+        return exc.errno
+    text = str(exc)
+    match = re.search(r"errno = (\d+)", text)
+    if match and int(match.group(1)) in _DISK_ERRNOS:
+        return int(match.group(1))
+    return next((code for words, code in _DISK_TEXTS if words in text), None)
+
+
 def is_disk_error(exc):
-    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS,
-                                                      errno.EACCES, errno.EPERM)
+    return disk_errno(exc) is not None
 
 
 def disk_message(exc, path=None):
-    """One line for an OSError from writing: "no space left on <path>" or "cannot write <path>"."""
-    where = path or exc.filename or "the output folder"
-    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+    """One line for a failure from writing: "no space left on <path>" or "cannot write <path>"."""
+    where = path or getattr(exc, "filename", None) or "the output folder"
+    code = disk_errno(exc)
+    if code in (errno.ENOSPC, errno.EDQUOT):
         return f"no space left on {where}: free some space and run again (partial files were removed)"
-    if exc.errno == errno.EFBIG:
+    if code == errno.EFBIG:
         return f"no space left on {where} (file size limit reached): free space or raise the limit and run again"
-    if exc.errno == errno.EROFS:
+    if code == errno.EROFS:
         return f"cannot write {where}: read-only file system"
-    if exc.errno in (errno.EACCES, errno.EPERM):
+    if code in (errno.EACCES, errno.EPERM):
         return f"cannot write {where}: permission denied"
-    return f"cannot write {where}: {exc.strerror or exc}"
+    return f"cannot write {where}: {getattr(exc, 'strerror', None) or exc}"

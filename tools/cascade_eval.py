@@ -21,6 +21,7 @@ from tqdm import tqdm
 
 from data_prep.celeba import DataError, read_landmarks
 from data_prep.images import ImageError
+from landmarks import checks
 from landmarks.atomic import write_json
 from landmarks.inference import Cascade, DeployNet
 from landmarks.labels import POINT_NAMES
@@ -133,6 +134,10 @@ def main(argv=None):
         raise SystemExit(str(exc))
     if not Path(args.images).is_dir():
         raise SystemExit(f"{args.images}: no such image folder")
+    problem = args.json and checks.writable_problem(Path(args.json).absolute().parent)
+    if problem:  # said before the evaluation, not after it
+        print(f"cascade_eval: error: {problem}", file=sys.stderr)
+        return 2
     _say_problems(problems, print)
     try:
         level1 = DeployNet(*args.l1, output=args.output_blob)
