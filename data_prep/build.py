@@ -26,6 +26,7 @@ from landmarks import checks
 from landmarks.crop import crop_box
 from landmarks.labels import as_rows, normalise
 from landmarks.metrics import image_errors
+from landmarks.progress import bar as progress_bar
 from data_prep import augment, celeba, images, manifest, writers
 from data_prep.celeba import Problem
 from data_prep.preview import contact_sheet
@@ -160,7 +161,7 @@ def stream(tasks, settings, workers=None, progress=True, desc=""):
     chunks per worker are in flight at any time."""
     workers = workers or available_cores()
     if workers <= 1 or len(tasks) < 2:
-        with tqdm(total=len(tasks), unit="img", disable=not progress, desc=desc, dynamic_ncols=True) as bar:
+        with progress_bar(total=len(tasks), unit="img", disable=not progress, desc=desc, dynamic_ncols=True) as bar:
             for task in tasks:
                 yield make_sample(task, settings)
                 bar.update()
@@ -176,7 +177,7 @@ def stream(tasks, settings, workers=None, progress=True, desc=""):
     cv2.setNumThreads(1)
     try:
         with multiprocessing.get_context("fork").Pool(workers, initializer=_init_worker, initargs=(settings,)) as pool:
-            with tqdm(total=len(tasks), unit="img", disable=not progress, desc=desc, dynamic_ncols=True) as bar:
+            with progress_bar(total=len(tasks), unit="img", disable=not progress, desc=desc, dynamic_ncols=True) as bar:
                 try:
                     for result in pool.imap(_work, _bounded(tasks, slots, stopped), chunksize=chunk):
                         slots.release()

@@ -6,7 +6,8 @@ text files (landmarks, partition, predictions). Image files are not hashed (202,
 the key holds the image folder's state instead (its path, permission bits and modification
 time: adding, removing or renaming images, or a chmod, makes a new key); replacing images in
 place needs `--force`.
-The manifest is written last and atomically, so its presence marks a complete build.
+The manifest is written last and atomically, so its presence marks a complete build. A data
+folder that was moved or copied is not current: its HDF5 list files name the old place.
 """
 import datetime
 import hashlib
@@ -63,6 +64,19 @@ def is_current(out_dir, key):
         path = os.path.join(out_dir, rel)
         if not os.path.isfile(path) or os.path.getsize(path) != info.get("bytes"):
             return False
+    return lists_point_inside(out_dir)
+
+
+def lists_point_inside(out_dir):
+    """Whether every shard path in DIR/hdf5/*.txt (absolute: Caffe reads them as given) lies
+    in DIR: a data folder copied or moved elsewhere would still read the original's shards."""
+    folder = os.path.join(os.path.abspath(out_dir), "")
+    lists = os.path.join(out_dir, "hdf5")
+    for name in (os.listdir(lists) if os.path.isdir(lists) else ()):
+        if name.endswith(".txt"):
+            with open(os.path.join(lists, name), encoding="utf-8") as fh:
+                if any(line.strip() and not line.strip().startswith(folder) for line in fh):
+                    return False
     return True
 
 

@@ -190,7 +190,7 @@ def _predict(paths, batch_fn, batch_size=64, desc="predict"):
     """Runs `batch_fn(list of paths) -> per-path results` in batches with a progress bar; a
     batch that hits an unreadable image is redone image by image so only that one is
     skipped. Returns (results by index, {index: reason})."""
-    from tqdm import tqdm
+    from landmarks.progress import bar as tqdm  # plain lines when stderr is not a terminal
 
     from data_prep.images import ImageError
 

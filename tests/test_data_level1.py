@@ -301,3 +301,16 @@ def test_the_build_key_holds_the_image_folders_state_and_force_rebuilds(root_cop
     assert run(root_copy, out, "--force") == 0 and "up to date" not in capsys.readouterr().out
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["inputs"]["images"]["mode"] == "0o700"
+
+
+def test_a_moved_data_folder_is_not_current(celeba_root, tmp_path, capsys):
+    out = tmp_path / "l1"
+    assert run(celeba_root, out) == 0
+    moved = tmp_path / "moved"
+    shutil.copytree(out, moved)
+    shutil.rmtree(out)
+    capsys.readouterr()
+    assert run(celeba_root, moved) == 0
+    assert "up to date" not in capsys.readouterr().out  # rebuilt: its lists named the old folder
+    _, _, paths = read_hdf5(moved, "train")
+    assert all(p.startswith(str(moved) + os.sep) for p in paths)

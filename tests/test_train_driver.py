@@ -101,6 +101,8 @@ def test_ctrl_c_stops_with_a_snapshot(tmp_path):
     weights = record["final_weights"]
     assert weights and os.path.exists(weights) and os.path.exists(weights.replace(".caffemodel", ".solverstate"))
     assert "STOPPED" in out and "RESUME=1" in out
+    iteration = int(weights.rsplit("_iter_", 1)[1].split(".")[0])
+    assert iteration >= 5 and f"stopped at iteration {iteration};" in out  # the snapshot's, not the last display's
 
 
 @pytest.mark.slow

@@ -17,7 +17,7 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
+from landmarks.progress import bar as progress_bar
 
 from data_prep.celeba import DataError, read_landmarks
 from data_prep.images import ImageError
@@ -62,7 +62,7 @@ def predict(cascade, rows, image_dir, batch_size=DEFAULT_BATCH, progress=True, e
     {name, kind, detail}. A batch with an unreadable image is redone image by image, so that
     one bad file costs only itself."""
     results, skipped = [], []
-    bar = tqdm(total=len(rows), desc="cascade", unit="img", file=sys.stderr, disable=not progress)
+    bar = progress_bar(total=len(rows), desc="cascade", unit="img", file=sys.stderr, disable=not progress)
     for start in range(0, len(rows), batch_size):
         chunk = rows[start:start + batch_size]
         paths = [str(Path(image_dir) / name) for name, _, _ in chunk]
