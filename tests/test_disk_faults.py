@@ -115,3 +115,15 @@ def test_run_folder_lock_on_a_read_only_folder_is_a_disk_error(read_only):
         with run_folder_lock(read_only / "runs" / "x"):
             pass
     assert checks.disk_message(caught.value).startswith("cannot write") and "read-only" in checks.disk_message(caught.value)
+
+
+def test_tools_say_they_cannot_write_before_loading_any_net(read_only, tmp_path):
+    (tmp_path / "images").mkdir()
+    landmarks = tmp_path / "lm.txt"
+    landmarks.write_text("a.jpg " + " ".join(["10"] * 10) + "\n")
+    model = ["--l1", str(tmp_path / "never-read.prototxt"), str(tmp_path / "never-read.caffemodel")]
+    proc = _run(["tools/cascade_eval.py", *model, "--landmarks", str(landmarks), "--images", str(tmp_path / "images"),
+                 "--json", str(read_only / "eval.json")])
+    _one_clean_line(proc, f"cannot write {read_only}: read-only file system")
+    proc = _run(["tools/demo.py", str(tmp_path / "x.jpg"), *model, "--out", str(read_only / "out")])
+    _one_clean_line(proc, f"cannot write {read_only}: read-only file system")
