@@ -293,10 +293,10 @@ def level1(settings):
     settings = settings.resolved()
     out = run_dir(settings) / "level1"
     out.mkdir(parents=True, exist_ok=True)
-    _record_settings(settings, "level1")
-    provenance.forget(run_dir(settings), "level1")  # nothing of an earlier level 1 (or cascade) is left to mix in
     started = time.time()
     root, data_dir = prepare_level1_data(settings)
+    _record_settings(settings, "level1")  # only once data prep accepted them
+    provenance.forget(run_dir(settings), "level1")  # nothing of an earlier level 1 (or cascade) is left to mix in
     deploy, weights = _train_level(settings, 1, data_dir)
     dataset = _dataset(settings, root)
     predictions, skipped = _level1_predictions(dataset, deploy, weights)

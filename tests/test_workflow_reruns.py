@@ -104,3 +104,11 @@ def test_a_second_process_on_a_run_folder_is_turned_away(tmp_path):
         holder.wait()
     with run_folder_lock(run):  # the kernel dropped the killed holder's lock: no stale lock
         pass
+
+
+def test_a_dataset_refused_by_data_prep_is_not_recorded(tmp_path):
+    settings = workflow.Settings(run="nodata", celeba=str(tmp_path / "no-such-root"), schedule="smoke", gpu="",
+                                 runs_root=str(tmp_path / "runs"), data_root=str(tmp_path / "data"))
+    with pytest.raises(workflow.WorkflowError, match="data_prep.level1 failed"):
+        workflow.level1(settings)
+    assert not (tmp_path / "runs" / "nodata" / "settings.json").exists()
