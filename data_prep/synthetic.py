@@ -39,9 +39,9 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from tqdm import tqdm
 
 from landmarks import checks
+from landmarks.progress import bar as progress_bar
 from data_prep.face_model import FaceParams, draw_face, ellipse, face_box, face_points, scaled
 from landmarks.labels import NUM_POINTS, as_rows
 
@@ -263,7 +263,7 @@ def _render_range(job):
 def _render_all(out_dir, count, seed, workers, progress):
     chunk = max(1, min(64, count // (4 * workers) or 1))
     jobs = [(str(out_dir), seed, s, min(count, s + chunk)) for s in range(0, count, chunk)]
-    bar = tqdm(total=count, desc="synthetic CelebA", unit="img", file=sys.stderr,
+    bar = progress_bar(total=count, desc="synthetic CelebA", unit="img", file=sys.stderr,
                disable=not progress or count < 500, mininterval=0.5)
     rows = []
     # One OpenCV thread: the worker processes are the parallelism. Set before forking, and
