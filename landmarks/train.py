@@ -54,14 +54,21 @@ def _read_record(run_dir):
 
 def resume_point(snapshot_prefix, run_dir, echo=print):
     """The newest whole .solverstate to resume from, or None: among the snapshots that
-    run_dir/train.json records as checked (a record without that list, from before it was
-    kept: every `<prefix>_iter_*.solverstate`). Each one passed over is named with its reason."""
+    run_dir/train.json records as checked, and when that run never finished its record, the
+    files written since it started (a record without that list, from before it was kept:
+    every `<prefix>_iter_*.solverstate`). Each one passed over is named with its reason."""
     record = _read_record(run_dir)
-    if record is not None and "snapshots" in record:
-        candidates = [s["solverstate"] for s in record["snapshots"] if s.get("solverstate")]
+    prefix = Path(snapshot_prefix)
+    on_disk = list(prefix.parent.glob(f"{prefix.name}_iter_*.solverstate"))
+    if record is None or "snapshots" not in record:
+        candidates = on_disk
     else:
-        prefix = Path(snapshot_prefix)
-        candidates = prefix.parent.glob(f"{prefix.name}_iter_*.solverstate")
+        candidates = [s["solverstate"] for s in record["snapshots"] if s.get("solverstate")]
+        if record.get("status") == "running":
+            # the driver was killed, or could not write its record (a full disk): the files that
+            # run wrote after its last record count too (each is checked whole all the same)
+            started = time.mktime(time.strptime(record["started"], "%Y-%m-%dT%H:%M:%S"))
+            candidates += [p for p in on_disk if p.stat().st_mtime >= started - 1]
     return snapshots.newest_whole_solverstate(candidates, echo)
 
 
@@ -231,6 +238,10 @@ def train(solver_path, run_dir, resume=False, gpu=None, weights=None, echo=print
                 log.write(line)
                 if snapshots.written_by(line):
                     taken.announced(snapshots.written_by(line))
+        except BaseException:  # e.g. the log cannot be written (a full disk): never leave Caffe running
+            proc.kill()
+            proc.wait()
+            raise
         returncode = proc.wait()
     taken.settle()
     record.update(finished=time.strftime("%Y-%m-%dT%H:%M:%S"), seconds=round(time.time() - started, 1),

@@ -182,3 +182,33 @@ def test_failed_training_names_the_logs_first_error(tmp_path):
         train.train(paths["solver"], tmp_path / "run", echo=lambda *_: None)
     first = [line for line in str(caught.value).splitlines() if line.startswith("first error:")]
     assert first and "missing.h5" in first[0], str(caught.value)
+
+
+@pytest.mark.slow
+def test_a_full_disk_during_a_snapshot_then_resume(tmp_path):
+    """Wrong result 5 for real: the run folder on a 4 MiB tmpfs holds the iteration-10 snapshot
+    but not the whole iteration-20 one. The truncated .solverstate is never recorded as whole,
+    and once there is room RESUME continues from iteration 10, not from the truncated file.
+    (Mounting needs root; skipped elsewhere, the truncated-file tests above cover the logic.)"""
+    run = tmp_path / "run"
+    run.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(run)], capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here ({mounted.stderr.strip() or 'not root'})")
+    try:
+        data = _data(tmp_path / "data")
+        paths = _files(tmp_path, data, max_iter={1: 20, 2: 20}, snapshot=10)
+        with pytest.raises((train.TrainingError, OSError)):
+            train.train(paths["solver"], run, echo=lambda *_: None)
+        cut = run / "snapshots" / "level1_iter_20.solverstate"
+        whole = run / "snapshots" / "level1_iter_10.solverstate"
+        assert whole.exists() and cut.exists(), os.listdir(run / "snapshots")
+        record = json.loads((run / "train.json").read_text())
+        assert all(s.get("solverstate") != str(cut) for s in record.get("snapshots", []))
+        subprocess.run(["mount", "-o", "remount,size=64m", str(run)], check=True)
+        lines = []
+        record = train.train(paths["solver"], run, resume=True, echo=lines.append)
+        assert record["resumed_from"] == str(whole) and record["status"] == "done"
+        assert record["final_weights"].endswith("level1_iter_20.caffemodel")
+    finally:
+        subprocess.run(["umount", str(run)], check=False)
