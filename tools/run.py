@@ -77,7 +77,8 @@ def main(argv=None):
     except OSError as err:
         if not checks.is_disk_error(err):
             raise
-        print(f"error: {checks.disk_message(err)}", file=sys.stderr)
+        where = err.filename or f"{workflow.run_dir(settings)} or {settings.data_root}"
+        print(f"error: {checks.disk_message(err, where)}", file=sys.stderr)
         return 2
 
 
