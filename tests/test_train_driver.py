@@ -212,3 +212,29 @@ def test_a_full_disk_during_a_snapshot_then_resume(tmp_path):
         assert record["final_weights"].endswith("level1_iter_20.caffemodel")
     finally:
         subprocess.run(["umount", str(run)], check=False)
+
+
+@pytest.mark.slow
+def test_sigkill_of_the_driver_then_resume(tmp_path):
+    """The driver and Caffe killed outright (no record written at the end): RESUME continues
+    from the newest whole snapshot the killed run wrote."""
+    data = _data(tmp_path / "data")
+    paths = _files(tmp_path, data, max_iter={1: 100000, 2: 100000}, snapshot=2, display=1, test_interval=100000)
+    script = "import sys; from landmarks import train\ntrain.train(sys.argv[1], sys.argv[2])\n"
+    proc = subprocess.Popen([sys.executable, "-c", script, str(paths["solver"]), str(tmp_path / "run")],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    deadline = time.time() + 120
+    for line in proc.stdout:
+        if "iter       7/" in line or time.time() > deadline:
+            break
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=60)
+    record = json.loads((tmp_path / "run" / "train.json").read_text())
+    assert record["status"] == "running"
+    state = train.resume_point(tmp_path / "run" / "snapshots" / "level1", tmp_path / "run", echo=lambda *_: None)
+    n = int(state.name.split("_iter_")[1].split(".")[0])
+    assert n >= 6
+    again = _files(tmp_path, data, max_iter={1: n + 2, 2: n + 2}, snapshot=2)
+    record = train.train(again["solver"], tmp_path / "run", resume=True, echo=lambda *_: None)
+    assert record["resumed_from"] == str(state) and record["status"] == "done"
+    assert record["final_weights"].endswith(f"level1_iter_{n + 2}.caffemodel")

@@ -2,6 +2,7 @@
 the old cascade beside it, level 2 refuses crops made from an older level 1, settings are
 recorded only once accepted, and a second process on a run folder is turned away."""
 import json
+import os
 import subprocess
 import sys
 
@@ -90,7 +91,10 @@ def test_bad_options_end_in_one_line_and_status_2(tmp_path, args, message):
 
 
 def test_a_second_process_on_a_run_folder_is_turned_away(tmp_path):
-    run = tmp_path / "runs" / "busy"
+    import shutil
+
+    name = f"test-lock-{os.getpid()}"  # tools/run.py works in the checkout's runs/
+    run = workflow.ROOT / "runs" / name
     script = ("import sys, time\nfrom landmarks.lock import run_folder_lock\n"
               "with run_folder_lock(sys.argv[1]):\n    print('locked', flush=True)\n    time.sleep(60)\n")
     holder = subprocess.Popen([sys.executable, "-c", script, str(run)], stdout=subprocess.PIPE, text=True)
@@ -99,11 +103,18 @@ def test_a_second_process_on_a_run_folder_is_turned_away(tmp_path):
         with pytest.raises(RunFolderBusy, match=f"in use by PID {holder.pid}"):
             with run_folder_lock(run):
                 pass
+        proc = subprocess.run([sys.executable, "tools/run.py", "level1", "--run", name, "--schedule", "smoke",
+                               "--gpu", ""], capture_output=True, text=True, cwd=workflow.ROOT, timeout=120)
+        assert proc.returncode == 2 and f"in use by PID {holder.pid}" in proc.stderr
+        assert "Traceback" not in proc.stderr and os.listdir(run) == [".lock"]  # nothing was done
     finally:
         holder.kill()
         holder.wait()
-    with run_folder_lock(run):  # the kernel dropped the killed holder's lock: no stale lock
-        pass
+    try:
+        with run_folder_lock(run):  # the kernel dropped the killed holder's lock: no stale lock
+            pass
+    finally:
+        shutil.rmtree(run, ignore_errors=True)
 
 
 def test_a_dataset_refused_by_data_prep_is_not_recorded(tmp_path):
