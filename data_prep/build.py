@@ -211,7 +211,7 @@ def _ctrl_c_flag():
 
 
 def _say(text, progress):
-    (tqdm.write if progress else print)(text, file=sys.stderr)
+    (tqdm.write if progress and sys.stderr.isatty() else print)(text, file=sys.stderr)  # write() draws \r
 
 
 def run(out_dir, tasks, settings, record, formats, shard_size=writers.DEFAULT_SHARD_SIZE,

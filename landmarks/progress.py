@@ -29,11 +29,11 @@ class PlainLines(tqdm):
     def display(self, msg=None, pos=None):
         if self.disable:
             return True
-        done = self.n >= (self.total or 0) and self.total
-        step = int(QUARTERS * self.n / self.total) if self.total else 0
-        if step == self._shown and not (done and self._shown != QUARTERS + 1):
+        done = bool(self.total) and self.n >= self.total
+        step = QUARTERS + 1 if done else (int(QUARTERS * self.n / self.total) if self.total else 0)
+        if step == self._shown:
             return True
-        self._shown = QUARTERS + 1 if done else step
+        self._shown = step
         fields = self.format_dict
         rate = fields.get("rate")
         line = f"{self.desc + ': ' if self.desc else ''}{self.n}/{self.total} {self.unit}"

@@ -26,3 +26,10 @@ def test_a_stop_says_where_and_disable_prints_nothing():
     with progress.bar(total=5, file=quiet, disable=True) as bar:
         bar.update(5)
     assert quiet.getvalue() == ""
+
+
+def test_one_big_step_prints_the_end_once():
+    out = io.StringIO()
+    with progress.bar(total=60, desc="level 2", unit="img", file=out) as bar:
+        bar.update(60)
+    assert [line.split(" (")[0] for line in out.getvalue().splitlines()] == ["level 2: 0/60 img", "level 2: 60/60 img"]
