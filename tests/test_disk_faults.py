@@ -127,3 +127,12 @@ def test_tools_say_they_cannot_write_before_loading_any_net(read_only, tmp_path)
     _one_clean_line(proc, f"cannot write {read_only}: read-only file system")
     proc = _run(["tools/demo.py", str(tmp_path / "x.jpg"), *model, "--out", str(read_only / "out")])
     _one_clean_line(proc, f"cannot write {read_only}: read-only file system")
+
+
+def test_plot_log_says_it_cannot_write(read_only, tmp_path):
+    log = ROOT / "tests" / "logs"
+    logs = sorted(p for p in log.iterdir() if p.suffix == ".log") if log.is_dir() else []
+    if not logs:
+        pytest.skip("no sample Caffe log in tests/logs")
+    proc = _run(["tools/plot_log.py", str(logs[0]), "--out", str(read_only / "plots")])
+    _one_clean_line(proc, f"cannot write {read_only}: read-only file system")
