@@ -1,6 +1,7 @@
 """Owns what the tools read from a finished run folder (runs/<name>/): each level's
 `train.json` (written by landmarks.train) names its final weights, and the level's
-`deploy.prototxt` sits beside it."""
+`deploy.prototxt` sits beside it. A level 2 not made from the run's current level 1
+(landmarks.provenance) is refused rather than paired with it."""
 import json
 from pathlib import Path
 
@@ -28,6 +29,13 @@ def run_models(run_dir):
         models[level] = (folder / "deploy.prototxt", weights)
     if models["level1"] is None:
         raise FileNotFoundError(f"{run_dir}/level1/train.json: missing; train level 1 first")
+    if models["level2"] is not None and (run_dir / "level1" / "stage.json").exists():
+        from landmarks.provenance import stale_level2
+
+        stale = stale_level2(run_dir)  # never pair a level 2 with a level 1 it was not made from
+        if stale:
+            raise FileNotFoundError(f"{run_dir}/level2: {stale}; run `make crops` and `make level2` again, "
+                                    "or name the models with --l1/--l2")
     return models
 
 

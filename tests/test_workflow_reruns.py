@@ -123,3 +123,21 @@ def test_a_dataset_refused_by_data_prep_is_not_recorded(tmp_path):
     with pytest.raises(workflow.WorkflowError, match="data_prep.level1 failed"):
         workflow.level1(settings)
     assert not (tmp_path / "runs" / "nodata" / "settings.json").exists()
+
+
+@pytest.mark.slow
+def test_tools_refuse_a_level2_made_from_another_level1(finished_run, tmp_path):
+    """The tools' --run never pairs a level 2 with a level 1 it was not made from."""
+    import shutil
+
+    from landmarks import runs
+
+    _, run = finished_run
+    copy = tmp_path / "copy"
+    shutil.copytree(run, copy)
+    assert runs.run_models(copy)["level2"] is not None
+    stage2 = json.loads((copy / "level2" / "stage.json").read_text())
+    stage2["made_from"]["inputs"]["level1_weights"]["sha256"] = "another level 1"
+    (copy / "level2" / "stage.json").write_text(json.dumps(stage2))
+    with pytest.raises(FileNotFoundError, match="made from an earlier level 1.*make crops"):
+        runs.run_models(copy)
