@@ -127,6 +127,8 @@ def test_tools_say_they_cannot_write_before_loading_any_net(read_only, tmp_path)
     _one_clean_line(proc, f"cannot write {read_only}: read-only file system")
     proc = _run(["tools/demo.py", str(tmp_path / "x.jpg"), *model, "--out", str(read_only / "out")])
     _one_clean_line(proc, f"cannot write {read_only}: read-only file system")
+    proc = _run(["tools/forward_timing.py", *model, "--json", str(read_only / "timing.json")])
+    _one_clean_line(proc, f"cannot write {read_only}: read-only file system")
 
 
 def test_plot_log_says_it_cannot_write(read_only, tmp_path):
