@@ -25,10 +25,11 @@ AUG       ?=
 CROPS     ?= auto
 LOSS      ?= auto
 ITERS     ?= 0
+REBUILD   ?=
 RUN_ARGS = --dataset "$(DATA)" --dataset-format "$(DATASET)" --schedule $(SCHEDULE) --gpu "$(GPU)" --depthwise $(DEPTHWISE) \
            --format $(FORMAT) --thresh $(THRESH) --input-size $(SIZE) --count $(COUNT) --seed $(SEED) \
            --limit $(LIMIT) $(if $(filter 1 yes true,$(RESUME)),--resume,) $(if $(AUG),--augment $(AUG),) \
-           --train-crops $(CROPS) --loss $(LOSS) --iterations $(ITERS)
+           --train-crops $(CROPS) --loss $(LOSS) --iterations $(ITERS) $(if $(filter 1 yes true,$(REBUILD)),--rebuild,)
 
 LAYER_SOURCES := $(shell find caffe_ext/layers -type f 2>/dev/null)
 CAFFE_STAMP   := build/.caffe-stamp
@@ -55,7 +56,8 @@ help:  ## this list
 	@echo "  DEPTHWISE=layer layer (our ConvolutionDepthwise) | group (stock Convolution)"
 	@echo "  FORMAT=hdf5     hdf5 | lmdb       THRESH=0.05  crops: level-1 error above which training images are dropped"
 	@echo "  SIZE=48         input side        LIMIT=0      use only the first N images"
-	@echo "  RESUME=1        continue training from the newest .solverstate"
+	@echo "  RESUME=1        continue training from the newest whole .solverstate of this run"
+	@echo "  REBUILD=1       rebuild the data even when its manifest.json says it is current"
 	@echo "  CAFFE_GPU=auto  setup: CUDA build auto | 0 (CPU-only) | 1 (required)"
 	@echo "  PYTEST_ARGS=    extra pytest arguments for make test"
 

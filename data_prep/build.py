@@ -22,9 +22,11 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from landmarks import checks
 from landmarks.crop import crop_box
 from landmarks.labels import as_rows, normalise
 from landmarks.metrics import image_errors
+from landmarks.progress import bar as progress_bar
 from data_prep import augment, dataset, errata, images, manifest, writers
 from data_prep.dataset import DataError, Problem
 from data_prep.preview import contact_sheet
@@ -169,7 +171,7 @@ def stream(tasks, settings, workers=None, progress=True, desc=""):
     chunks per worker are in flight at any time."""
     workers = workers or available_cores()
     if workers <= 1 or len(tasks) < 2:
-        with tqdm(total=len(tasks), unit="img", disable=not progress, desc=desc, dynamic_ncols=True) as bar:
+        with progress_bar(total=len(tasks), unit="img", disable=not progress, desc=desc, dynamic_ncols=True) as bar:
             for task in tasks:
                 yield make_sample(task, settings)
                 bar.update()
@@ -185,7 +187,7 @@ def stream(tasks, settings, workers=None, progress=True, desc=""):
     cv2.setNumThreads(1)
     try:
         with multiprocessing.get_context("fork").Pool(workers, initializer=_init_worker, initargs=(settings,)) as pool:
-            with tqdm(total=len(tasks), unit="img", disable=not progress, desc=desc, dynamic_ncols=True) as bar:
+            with progress_bar(total=len(tasks), unit="img", disable=not progress, desc=desc, dynamic_ncols=True) as bar:
                 try:
                     for result in pool.imap(_work, _bounded(tasks, slots, stopped), chunksize=chunk):
                         slots.release()
@@ -219,7 +221,7 @@ def _ctrl_c_flag():
 
 
 def _say(text, progress):
-    (tqdm.write if progress else print)(text, file=sys.stderr)
+    (tqdm.write if progress and sys.stderr.isatty() else print)(text, file=sys.stderr)  # write() draws \r
 
 
 def run(out_dir, tasks, settings, record, formats, shard_size=writers.DEFAULT_SHARD_SIZE,
@@ -255,10 +257,16 @@ def run(out_dir, tasks, settings, record, formats, shard_size=writers.DEFAULT_SH
                     preview.append(result)
             if preview:
                 sheet = contact_sheet([s.pixels for s in preview], [s.label for s in preview], [s.frame for s in preview])
-                cv2.imwrite(os.path.join(writer.tmp_dir, "preview.png"), sheet)
+                # encoded here and written by Python: cv2.imwrite only returns False on a full disk
+                with open(os.path.join(writer.tmp_dir, "preview.png"), "wb") as fh:
+                    fh.write(cv2.imencode(".png", sheet)[1].tobytes())
             if ctrl_c.is_set():  # pressed after the last sample: still nothing is committed
                 raise KeyboardInterrupt
             counts = writer.counts()
+            if not counts.get("train"):  # nothing to train on is a failed build, never a finished one
+                first = f"; first: {skipped[0]}" if skipped else ""
+                raise DataError(f"no training samples written ({len(skipped)} skipped{first}); "
+                                       f"nothing was written to {out_dir}")
             written = writer.commit()
         except BaseException:
             writer.abort()
@@ -351,6 +359,11 @@ def dataset_options(args):
     }
 
 
+def image_folder(args):
+    """The folder the dataset's images are read from (its state is part of the build key)."""
+    return dataset.image_folder(args.dataset, args.dataset_format, args.variant)
+
+
 def resolve_dataset(args):
     """Fix args.dataset_format to the layout ROOT holds (auto: detected); returns the build's
     input text files {role: path}."""
@@ -399,16 +412,20 @@ def order_tasks(tasks, seed, aug, make_copy):
     return [train[i] for i in order] + rest
 
 
-def preflight(args, level, input_files, extra_options=None):
+def preflight(args, level, input_files, extra_options=None, image_dir=None):
     """(key, record, up_to_date): the build key and manifest's fixed part; `up_to_date` when
-    DIR already holds this build (nothing to do)."""
+    DIR already holds this build (nothing to do). `image_dir`'s state is part of the key."""
     if args.shard_size < 1 or args.size < 8 or (args.workers is not None and args.workers < 1):
         raise DataError("--shard-size and --workers must be at least 1, --size at least 8")
     options = dict(dataset_options(args), **(extra_options or {}))
-    key, inputs = manifest.build_key(level, options, input_files)
+    key, inputs = manifest.build_key(level, options, input_files, {"images": image_dir})
     record = {"level": level, "key": key, "format_version": manifest.FORMAT_VERSION,
               "inputs": inputs, "options": options}
-    return key, record, (not args.force and manifest.is_current(args.out, key))
+    current = not args.force and manifest.is_current(args.out, key)
+    problem = "" if current else checks.writable_problem(args.out)  # before the work, not after
+    if problem:
+        raise DataError(problem)
+    return key, record, current
 
 
 def summary(result):
@@ -426,6 +443,11 @@ def cli_main(prog, build_fn, args, describe=summary):
         result = build_fn(args)
     except DataError as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # a full disk or a folder that cannot be written: the partial build is gone
+        if not checks.is_disk_error(exc):
+            raise
+        print(f"{prog}: error: {checks.disk_message(exc, args.out)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"{prog}: interrupted; nothing was written", file=sys.stderr)

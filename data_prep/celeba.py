@@ -10,7 +10,8 @@ The landmark file may keep or drop its two header lines (the count, the column n
 Bad lines are never fatal: each becomes a `Problem` naming the file and line, and the entry
 is left out. Fatal conditions (no landmark file, no image folder, nothing usable) raise
 `DataError`. Image names are refused unless they are a plain file name (no path separator,
-no `..`), so that nothing outside the image folder is ever read.
+not `.` or `..`), so that nothing outside the image folder is ever read. A UTF-8 byte-order
+mark at the start of a file is not part of its first name.
 """
 import os
 
@@ -58,7 +59,7 @@ def locate(root, variant="wild"):
 
 def _read_lines(path):
     try:
-        with open(path, encoding="utf-8", errors="replace") as fh:
+        with open(path, encoding="utf-8-sig", errors="replace") as fh:  # -sig: a BOM is not a name
             return fh.read().splitlines()
     except OSError as exc:
         raise DataError(f"{path}: cannot read ({exc.strerror})") from None
@@ -171,9 +172,12 @@ def load(root, variant="wild", split="official", train_fraction=0.8, val_fractio
                             "give it, or use --split random")
         partition, part_problems = read_partition(partition_file)
         problems += part_problems
+        refused = {p.name for p in part_problems}  # already counted once, for their partition line
         annotated = set()
         for name, points, line in rows:
             annotated.add(name)
+            if name not in partition and name in refused:
+                continue
             if name not in partition:
                 problems.append(Problem("not in the partition file", os.path.basename(partition_file),
                                         landmark_file, line, name))

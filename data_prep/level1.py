@@ -23,7 +23,7 @@ def build_level1(args):
     """Build (or find current) the level-1 data folder; returns the manifest dict, or None
     when it was already current."""
     inputs = build.resolve_dataset(args)
-    _, record, current = build.preflight(args, 1, inputs)
+    _, record, current = build.preflight(args, 1, inputs, image_dir=build.image_folder(args))
     if current:
         return None
     dataset = build.load_dataset(args)

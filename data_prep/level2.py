@@ -59,7 +59,7 @@ def build_level2(args):
     extra = {"thresh": args.thresh if math.isfinite(args.thresh) else "inf"}
     if args.train_crops != "prediction":  # only when not the default: older data folders stay current
         extra["train_crops"] = args.train_crops
-    _, record, current = build.preflight(args, 2, inputs, extra)
+    _, record, current = build.preflight(args, 2, inputs, extra, image_dir=build.image_folder(args))
     if current:
         return None
     dataset = build.load_dataset(args)

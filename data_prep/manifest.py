@@ -3,8 +3,11 @@
 A build's key is a hash of everything its output depends on: the level, the options that
 change samples (not --workers), the data_prep format version, and the SHA-256 of its input
 text files (landmarks, partition, predictions). Image files are not hashed (202,599 of them):
-the manifest records the image folder, and replacing images in place needs `--force`.
-The manifest is written last and atomically, so its presence marks a complete build.
+the key holds the image folder's state instead (its path, permission bits and modification
+time: adding, removing or renaming images, or a chmod, makes a new key); replacing images in
+place needs `--force`.
+The manifest is written last and atomically, so its presence marks a complete build. A data
+folder that was moved or copied is not current: its HDF5 list files name the old place.
 """
 import datetime
 import hashlib
@@ -25,12 +28,20 @@ def sha256_file(path, block=1 << 20):
     return digest.hexdigest()
 
 
-def build_key(level, options, input_files):
-    """(key, {role: {path, sha256}}) for the options and the input files ({role: path or ''})."""
+def folder_state(path):
+    """What the key holds of a folder that is not hashed: path, permission bits, mtime."""
+    st = os.stat(path)
+    return {"path": os.path.abspath(path), "mode": oct(st.st_mode & 0o7777), "mtime_ns": st.st_mtime_ns}
+
+
+def build_key(level, options, input_files, folders=None):
+    """(key, {role: {path, sha256} or folder_state}) for the options, the input files
+    ({role: path or ''}) and the folders whose state counts ({role: path})."""
     inputs = {role: {"path": os.path.abspath(path), "sha256": sha256_file(path)}
               for role, path in sorted(input_files.items()) if path}
+    inputs.update({role: folder_state(path) for role, path in sorted((folders or {}).items()) if path})
     payload = json.dumps({"format_version": FORMAT_VERSION, "level": level, "options": options,
-                          "inputs": {role: v["sha256"] for role, v in inputs.items()}}, sort_keys=True)
+                          "inputs": {role: v.get("sha256", v) for role, v in inputs.items()}}, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest(), inputs
 
 
@@ -53,6 +64,19 @@ def is_current(out_dir, key):
         path = os.path.join(out_dir, rel)
         if not os.path.isfile(path) or os.path.getsize(path) != info.get("bytes"):
             return False
+    return lists_point_inside(out_dir)
+
+
+def lists_point_inside(out_dir):
+    """Whether every shard path in DIR/hdf5/*.txt (absolute: Caffe reads them as given) lies
+    in DIR: a data folder copied or moved elsewhere would still read the original's shards."""
+    folder = os.path.join(os.path.abspath(out_dir), "")
+    lists = os.path.join(out_dir, "hdf5")
+    for name in (os.listdir(lists) if os.path.isdir(lists) else ()):
+        if name.endswith(".txt"):
+            with open(os.path.join(lists, name), encoding="utf-8") as fh:
+                if any(line.strip() and not line.strip().startswith(folder) for line in fh):
+                    return False
     return True
 
 

@@ -50,6 +50,9 @@ def write_predictions(path, names, points, comments=()):
                 if not name or any(c.isspace() for c in name):
                     raise PredictionsError(f"{path}: image name {name!r} is empty or has white space")
                 fh.write(name + " " + " ".join(f"{v:.4f}" for v in row) + "\n")
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; the other outputs are 0644
         os.replace(tmp, path)
     except BaseException:
         os.unlink(tmp)

@@ -39,8 +39,9 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from tqdm import tqdm
 
+from landmarks import checks
+from landmarks.progress import bar as progress_bar
 from data_prep.face_model import FaceParams, draw_face, ellipse, face_box, face_points, scaled
 from landmarks.labels import NUM_POINTS, as_rows
 
@@ -262,7 +263,7 @@ def _render_range(job):
 def _render_all(out_dir, count, seed, workers, progress):
     chunk = max(1, min(64, count // (4 * workers) or 1))
     jobs = [(str(out_dir), seed, s, min(count, s + chunk)) for s in range(0, count, chunk)]
-    bar = tqdm(total=count, desc="synthetic CelebA", unit="img", file=sys.stderr,
+    bar = progress_bar(total=count, desc="synthetic CelebA", unit="img", file=sys.stderr,
                disable=not progress or count < 500, mininterval=0.5)
     rows = []
     # One OpenCV thread: the worker processes are the parallelism. Set before forking, and
@@ -317,6 +318,14 @@ def generate(out_dir, count, seed, workers=None, progress=True, force=False):
     workers = max(1, min(int(workers), math.ceil(count / 16)))
     partial = out_dir.with_name(out_dir.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
+    try:
+        return _generate_into(partial, out_dir, count, seed, workers, progress, args, started)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)  # a full disk must not stay full of a half dataset
+        raise
+
+
+def _generate_into(partial, out_dir, count, seed, workers, progress, args, started):
     (partial / IMAGE_DIR).mkdir(parents=True)
     rows = _render_all(partial, count, seed, workers, progress)
     split = partition(count)
@@ -365,8 +374,17 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    summary = generate(args.out, args.count, args.seed, workers=args.workers,
-                       progress=not args.quiet, force=args.force)
+    try:
+        summary = generate(args.out, args.count, args.seed, workers=args.workers,
+                           progress=not args.quiet, force=args.force)
+    except (ValueError, FileExistsError) as exc:
+        print(f"data_prep.synthetic: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        if not checks.is_disk_error(exc):
+            raise
+        print(f"data_prep.synthetic: error: {checks.disk_message(exc, args.out)}", file=sys.stderr)
+        return 2
     if summary["skipped"]:
         print(f"{args.out}: up to date ({summary['count']} images, seed {summary['seed']})")
     else:

@@ -56,7 +56,11 @@ class _Hdf5Split:
 
     def _open_shard(self):
         name = f"part-{len(self.shards):05d}.h5"
-        self.file = h5py.File(os.path.join(self.tmp_dir, "hdf5", self.split, name), "w")
+        self.path = os.path.join(self.tmp_dir, "hdf5", self.split, name)
+        # No chunk cache: rows go to disk as they are written (the batches are whole chunks
+        # but for the last), so a full disk fails the write that hit it, not a later close
+        # that cannot write its cache and leaves HDF5 ids that crash the interpreter.
+        self.file = h5py.File(self.path, "w", rdcc_nbytes=0)
         s = self.size
         chunk = min(self.shard_size, 64)
         self.data = self.file.create_dataset("data", (0, 3, s, s), maxshape=(self.shard_size, 3, s, s),
@@ -98,8 +102,11 @@ class _Hdf5Split:
 
     def abort(self):
         if self.file is not None:
-            self.file.close()
-            self.file = None
+            file, self.file = self.file, None
+            # After a failed write (a full disk) the close must still write the file's metadata:
+            # empty the doomed file first, giving its space back, so that the close can end.
+            os.truncate(self.path, 0)
+            file.close()
 
 
 def _datum_class():

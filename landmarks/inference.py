@@ -16,10 +16,14 @@ from landmarks.labels import as_points, denormalise
 
 
 def check_model_files(deploy, weights):
-    """FileNotFoundError naming the first of a model's two files that is not there."""
+    """FileNotFoundError naming the first of a model's two files that is not there, or that
+    pycaffe would abort on (landmarks.model_check)."""
     for path in (deploy, weights):
         if not Path(path).is_file():
             raise FileNotFoundError(f"{path}: no such file")
+    from landmarks.model_check import check_model
+
+    check_model(deploy, weights)
 
 
 class DeployNet:

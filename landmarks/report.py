@@ -80,21 +80,29 @@ def write_report(run_dir):
         out.append("\n## Settings\n\n| setting | value |\n|---|---|\n")
         out.extend(f"| {k} | `{v}` |\n" for k, v in settings.items())
     out.append("\n## Training\n")
+    from landmarks.provenance import stale_level2
+
     for level in (1, 2):
         train = _load(run_dir / f"level{level}" / "train.json")
         if not train:
+            continue
+        stale = stale_level2(run_dir) if level == 2 else ""
+        if stale:  # never shown beside a level 1 it was not made from
+            out.append(f"\n### Level 2\n\n- not part of this run's results: {stale}; run `make crops` and "
+                       f"`make level2` again\n")
             continue
         out.append(f"\n### Level {level}\n\n- status: {train['status']}, {train.get('last_iteration')} iterations "
                    f"in {train.get('seconds', 0) / 60:.1f} min on {train['mode']}\n"
                    f"- final weights: `{train.get('final_weights')}`\n- log: `{train['log']}`\n\n")
         out.append(_image(run_dir, run_dir / f"level{level}" / "plots" / "loss_curves.png", f"level {level} loss"))
     if metrics:
+        cascade = any("level2" in levels for levels in metrics.values())
         out.append("\n## Accuracy\n\nErrors are mean point distances in original-image pixels over three "
                    "normalisers, side by side: the image's diagonal (the article's, SPEC.md), the true "
                    "inter-ocular distance (MTFL/AFLW; images with both eyes on one pixel excluded), and the "
                    "face box's width (Sun et al.; only where the dataset gives boxes). Failure rates count "
-                   "images above the threshold. The cascade is scored on the same images as level 1, none "
-                   "dropped.\n\n")
+                   "images above the threshold." + (" The cascade is scored on the same images as level 1, "
+                                                     "none dropped." if cascade else "") + "\n\n")
         out.append(_metrics_table(metrics))
     plots = run_dir / "plots"
     for name, caption in (("per_point.png", "Per-point mean error"), ("histograms.png", "Error histograms"),

@@ -1,7 +1,9 @@
 """Owns which models the tools run: those of a finished run folder (runs/<name>/: each
 level's `train.json`, written by landmarks.train, names its final weights, and the level's
-`deploy.prototxt` sits beside it), those given file by file (--l1, --l2), or, when neither is
-given, the shipped ones in models/mtfl/ (SHIPPED_MODELS_ENV moves that folder, for tests).
+`deploy.prototxt` sits beside it; a level 2 not made from the run's current level 1
+(landmarks.provenance) is refused rather than paired with it), those given file by file
+(--l1, --l2), or, when neither is given, the shipped ones in models/mtfl/
+(SHIPPED_MODELS_ENV moves that folder, for tests).
 """
 import json
 import os
@@ -36,6 +38,13 @@ def run_models(run_dir):
         models[level] = (folder / "deploy.prototxt", weights)
     if models["level1"] is None:
         raise FileNotFoundError(f"{run_dir}/level1/train.json: missing; train level 1 first")
+    if models["level2"] is not None and (run_dir / "level1" / "stage.json").exists():
+        from landmarks.provenance import stale_level2
+
+        stale = stale_level2(run_dir)  # never pair a level 2 with a level 1 it was not made from
+        if stale:
+            raise FileNotFoundError(f"{run_dir}/level2: {stale}; run `make crops` and `make level2` again, "
+                                    "or name the models with --l1/--l2")
     return models
 
 

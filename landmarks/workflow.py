@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from landmarks import caffe_runtime, metrics, plots
+from landmarks import caffe_runtime, checks, metrics, plots, provenance
 from landmarks.atomic import write_json
 from landmarks.caffe_runtime import ROOT
 from landmarks.generate import write_level_files
@@ -53,6 +53,7 @@ class Settings:
     loss: str = "auto"  # euclidean | wing; auto: the schedule's
     iterations: int = 0  # > 0: train each level this long, the schedule's lr steps scaled along
     resume: bool = False
+    rebuild: bool = False  # data prep rebuilds even when its manifest says the data is current
     runs_root: str = str(ROOT / "runs")  # run folders: <runs_root>/<run>/
     data_root: str = str(ROOT / "data")  # synthetic CelebA and level-1 data
 
@@ -83,6 +84,9 @@ class Settings:
         if s.format not in ("hdf5", "lmdb"):
             raise WorkflowError(f"FORMAT must be hdf5 or lmdb, got {s.format!r}")
         s.dataset_format = _dataset_format(s)
+        problems = checks.settings_problems(s)  # before any work, and before settings.json records them
+        if problems:
+            raise WorkflowError("; ".join(problems))
         return s
 
 
@@ -181,6 +185,8 @@ def prepare_level1_data(settings):
             "--size", settings.input_size, "--variant", settings.variant, "--split", settings.split, "--seed", settings.seed]
     if settings.limit:
         args += ["--limit", settings.limit]
+    if settings.rebuild:
+        args.append("--force")
     _python_module("data_prep.level1", *args, *augment_args(settings, 1))
     return root, data_dir
 
@@ -250,7 +256,7 @@ def _predict(paths, batch_fn, batch_size=64, desc="predict"):
     """Runs `batch_fn(list of paths) -> per-path results` in batches with a progress bar; a
     batch that hits an unreadable image is redone image by image so only that one is
     skipped. Returns (results by index, {index: reason})."""
-    from tqdm import tqdm
+    from landmarks.progress import bar as tqdm  # plain lines when stderr is not a terminal
 
     from data_prep.images import ImageError
 
@@ -355,10 +361,11 @@ def level1(settings):
     settings = settings.resolved()
     out = run_dir(settings) / "level1"
     out.mkdir(parents=True, exist_ok=True)
-    _record_settings(settings, "level1")
     started = time.time()
     root, data_dir = prepare_level1_data(settings)
+    _record_settings(settings, "level1")  # only once data prep accepted them
     _record_split(settings, data_dir)
+    provenance.forget(run_dir(settings), "level1")  # nothing of an earlier level 1 (or cascade) is left to mix in
     deploy, weights = _train_level(settings, 1, data_dir)
     dataset = _dataset(settings, root)
     predictions, skipped = _level1_predictions(dataset, deploy, weights)
@@ -383,8 +390,11 @@ def level1(settings):
         _worst_gallery(dataset, names_t, err_t, {"truth": truth_t, "level1": pred_t}, figures / "worst.png",
                        "Worst test images, level 1 (green: truth, red: level 1)")
     network_diagram(deploy, figures / "network.png")
-    write_json(out / "stage.json", {"seconds": round(time.time() - started, 1), "predictions": str(out / "predictions.txt"),
-                                     "skipped_images": len(skipped), "deploy": str(deploy), "weights": weights})
+    record = {"seconds": round(time.time() - started, 1), "predictions": str(out / "predictions.txt"),
+              "skipped_images": len(skipped), "deploy": str(deploy), "weights": weights}
+    write_json(out / "stage.json", provenance.stage_record(
+        record, settings, {"data": Path(data_dir) / "manifest.json"},
+        {"weights": weights, "predictions": out / "predictions.txt"}))
     write_report(run_dir(settings))
     _print_summary(settings)
     return summaries
@@ -397,7 +407,6 @@ def crops(settings):
     predictions = level1_dir / "predictions.txt"
     if not predictions.exists():
         raise WorkflowError(f"{predictions} is missing: run `make level1 RUN={settings.run}` first")
-    _record_settings(settings, "crops")
     root = dataset_path(settings)
     args = ["--dataset", root, "--dataset-format", settings.dataset_format, "--predictions", predictions,
             "--out", run_dir(settings) / "level2" / "data",
@@ -406,7 +415,10 @@ def crops(settings):
     if settings.limit:
         args += ["--limit", settings.limit]
     args += ["--train-crops", settings.train_crops, *augment_args(settings, 2)]
+    if settings.rebuild:
+        args.append("--force")
     _python_module("data_prep.level2", *args)
+    _record_settings(settings, "crops")  # only once data prep accepted them
 
 
 def level2(settings):
@@ -420,7 +432,12 @@ def level2(settings):
     stage1 = _read_json(run_dir(settings) / "level1" / "stage.json")
     if not stage1:
         raise WorkflowError(f"level 1 of run {settings.run} is not finished: run `make level1` first")
+    stale = provenance.crops_problems(run_dir(settings), settings)
+    if stale:
+        raise WorkflowError(f"{data_dir} cannot be used: {'; '.join(stale)}. "
+                            f"Run `make crops RUN={settings.run}` first")
     _record_settings(settings, "level2")
+    provenance.forget(run_dir(settings), "level2")
     started = time.time()
     deploy, weights = _train_level(settings, 2, data_dir)
     root = dataset_path(settings)
@@ -463,8 +480,11 @@ def level2(settings):
                            figures / "histograms.png", "Cascade: per-image error, train and test")
     _timing(settings, (stage1["deploy"], stage1["weights"]), (deploy, weights),
             [dataset.image_path(n) for n in names[:32]])
-    write_json(out / "stage.json", {"seconds": round(time.time() - started, 1), "predictions": str(out / "predictions.txt"),
-                                     "skipped_images": len(skipped), "deploy": str(deploy), "weights": weights})
+    record = {"seconds": round(time.time() - started, 1), "predictions": str(out / "predictions.txt"),
+              "skipped_images": len(skipped), "deploy": str(deploy), "weights": weights}
+    write_json(out / "stage.json", provenance.stage_record(
+        record, settings, {"level1_weights": stage1["weights"], "crops": data_dir / "manifest.json"},
+        {"weights": weights, "predictions": out / "predictions.txt"}))
     write_report(run_dir(settings))
     _print_summary(settings)
     return summaries

@@ -4,6 +4,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 TOOL = Path(__file__).resolve().parent.parent / "tools" / "bench_data.py"
 
 
@@ -44,3 +46,15 @@ def test_bench_data_on_a_celeba_root(tmp_path):
     missing = subprocess.run([sys.executable, str(TOOL), "--celeba", str(tmp_path / "nowhere")],
                              capture_output=True, text=True, timeout=60)
     assert missing.returncode == 2 and "nowhere" in missing.stderr
+
+
+@pytest.mark.parametrize("option", [["--size", "0"], ["--median-width", "0"], ["--workers", "0"], ["--count", "0"]])
+def test_bad_options_are_refused_before_any_work(option):
+    import subprocess
+    import sys
+
+    from landmarks.caffe_runtime import ROOT
+
+    proc = subprocess.run([sys.executable, "tools/bench_data.py", *option], capture_output=True, text=True,
+                          cwd=ROOT, timeout=60)
+    assert proc.returncode == 2 and option[0] in proc.stderr and "Traceback" not in proc.stderr

@@ -141,3 +141,30 @@ def test_fatal_conditions_are_refused_with_the_path(tmp_path):
     (tmp_path / "Anno" / "list_landmarks_celeba.txt").write_text("2\n" + HEADER + "\nbad 1 2\n")
     with pytest.raises(celeba.DataError, match="no usable entries"):
         celeba.load(tmp_path, split="random")
+
+
+def test_a_bad_partition_value_is_one_skip_not_two(tmp_path):
+    part = [f"{n} {s}" for n, s in zip(NAMES, SPLITS)]
+    part[3] = f"{NAMES[3]} 7"
+    _write_root(tmp_path, NAMES, SPLITS, partition=part)
+    ds = celeba.load(tmp_path)
+    about = [p for p in ds.problems if p.name == NAMES[3]]
+    assert [p.kind for p in about] == ["bad partition value"] and len(ds.entries) == 9
+
+
+def test_double_dots_inside_a_name_are_a_plain_name(tmp_path):
+    names = NAMES[:9] + ["a..b.jpg"]
+    _write_root(tmp_path, names, SPLITS)
+    ds = celeba.load(tmp_path)
+    assert "a..b.jpg" in [e.name for e in ds.entries] and ds.problems == []
+    assert celeba.unsafe_name("..") and celeba.unsafe_name("../a.jpg") and not celeba.unsafe_name("a..b.jpg")
+
+
+@pytest.mark.parametrize("header", [True, False])
+def test_a_utf8_byte_order_mark_costs_no_entry(tmp_path, header):
+    landmarks = _write_root(tmp_path, NAMES, SPLITS, header=header)
+    landmarks.write_bytes(b"\xef\xbb\xbf" + landmarks.read_bytes())
+    partition = tmp_path / "Eval" / celeba.PARTITION_FILE
+    partition.write_bytes(b"\xef\xbb\xbf" + partition.read_bytes())
+    ds = celeba.load(tmp_path)
+    assert [e.name for e in ds.entries] == NAMES and ds.problems == [] and ds.warnings == []

@@ -257,3 +257,64 @@ def test_interrupted_or_killed_run_leaves_nothing_that_looks_finished(celeba_roo
     assert run(celeba_root, out) == 0
     assert not [p for p in os.listdir(out) if p.startswith(".partial")]
     assert cv2.imread(str(out / "preview.png")) is not None
+
+
+def _image_dir(root):
+    from data_prep.celeba import locate
+
+    return locate(str(root))[0]
+
+
+def test_no_training_samples_is_an_error_not_a_finished_build(root_copy, tmp_path, capsys):
+    """Issue 11, wrong result 4: images that cannot be read (here: every file emptied, as root
+    ignores permission bits) gave 0 samples and a manifest that counted as finished."""
+    images = _image_dir(root_copy)
+    saved = {}
+    for name in os.listdir(images):
+        saved[name] = open(os.path.join(images, name), "rb").read()
+        open(os.path.join(images, name), "wb").close()
+    out = tmp_path / "l1"
+    assert run(root_copy, out) == 2
+    err = capsys.readouterr().err
+    assert "no training samples written" in err and "Traceback" not in err
+    assert not (out / "manifest.json").exists() and not (out / "hdf5").exists()
+    for name, data in saved.items():  # the user mends the images: the next run builds
+        open(os.path.join(images, name), "wb").write(data)
+    assert run(root_copy, out) == 0 and (out / "manifest.json").exists()
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads a folder without its x bit; the emptied-files test covers root")
+def test_an_image_folder_without_permission_is_an_error(root_copy, tmp_path, capsys):
+    images = _image_dir(root_copy)
+    os.chmod(images, 0o600)
+    try:
+        assert run(root_copy, tmp_path / "l1") == 2
+    finally:
+        os.chmod(images, 0o755)
+    assert "no training samples written" in capsys.readouterr().err
+    assert run(root_copy, tmp_path / "l1") == 0
+
+
+def test_the_build_key_holds_the_image_folders_state_and_force_rebuilds(root_copy, tmp_path, capsys):
+    out = tmp_path / "l1"
+    assert run(root_copy, out) == 0
+    assert run(root_copy, out) == 0 and "up to date" in capsys.readouterr().out
+    images = _image_dir(root_copy)
+    os.chmod(images, 0o700)  # a permission fix (or images added/removed) is a new input
+    assert run(root_copy, out) == 0 and "up to date" not in capsys.readouterr().out
+    assert run(root_copy, out, "--force") == 0 and "up to date" not in capsys.readouterr().out
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["inputs"]["images"]["mode"] == "0o700"
+
+
+def test_a_moved_data_folder_is_not_current(celeba_root, tmp_path, capsys):
+    out = tmp_path / "l1"
+    assert run(celeba_root, out) == 0
+    moved = tmp_path / "moved"
+    shutil.copytree(out, moved)
+    shutil.rmtree(out)
+    capsys.readouterr()
+    assert run(celeba_root, moved) == 0
+    assert "up to date" not in capsys.readouterr().out  # rebuilt: its lists named the old folder
+    _, _, paths = read_hdf5(moved, "train")
+    assert all(p.startswith(str(moved) + os.sep) for p in paths)

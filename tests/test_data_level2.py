@@ -135,3 +135,17 @@ def test_threshold_inf_keeps_everything_and_bad_predictions_are_refused(celeba_r
     assert not (tmp_path / "l2b" / "manifest.json").exists()
     assert run(celeba_root, tmp_path / "nope.txt", tmp_path / "l2b") == 2
     assert run(celeba_root, pred, tmp_path / "l2b", "--thresh", "-1") == 2
+
+
+def test_predictions_file_mode_follows_the_umask(tmp_path):
+    import os
+    import stat
+
+    from data_prep.predictions import write_predictions
+
+    old = os.umask(0o022)
+    try:
+        write_predictions(tmp_path / "p.txt", ["a.jpg"], np.zeros((1, 5, 2)))
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(os.stat(tmp_path / "p.txt").st_mode) == 0o644

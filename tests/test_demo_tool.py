@@ -116,3 +116,14 @@ def test_run_folder_models(models, image, tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
     assert (run / "demo" / "face one_cascade.jpg").exists()
     assert "level 2:" in result.stdout
+
+
+def test_two_images_of_one_name_get_two_outputs(models, image, tmp_path):
+    (d1, w1), _ = models
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        shutil.copy(image, tmp_path / folder / "x.png")
+    result = _demo(tmp_path / "a" / "x.png", tmp_path / "b" / "x.png", "--l1", d1, w1, "--out", tmp_path / "out")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["x-2_cascade.jpg", "x_cascade.jpg"]
+    assert "b/x.png" in result.stdout and "x-2_cascade.jpg" in result.stdout

@@ -12,8 +12,10 @@ A benchmark, not a test: timings depend on the machine's load.
 import argparse
 import sys
 import tempfile
+from pathlib import Path
 
 from data_prep import benchmark
+from landmarks import checks
 from landmarks.atomic import write_json
 
 
@@ -40,9 +42,17 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    if min(args.count, args.repeat, args.passes) < 1:
-        print("bench_data: --count, --passes and --repeat must be at least 1", file=sys.stderr)
+    if min(args.count, args.repeat, args.passes, args.median_width) < 1 or args.size < 8 or \
+            (args.workers is not None and args.workers < 1):
+        print("bench_data: --count, --passes, --repeat, --median-width and --workers must be at least 1, "
+              f"--size at least 8 (got --size {args.size}, --median-width {args.median_width}, "
+              f"--workers {args.workers})", file=sys.stderr)
         return 2
+    for target in filter(None, (args.json and Path(args.json).absolute().parent, args.keep)):
+        problem = checks.writable_problem(target)  # before minutes of work, not after
+        if problem:
+            print(f"bench_data: {problem}", file=sys.stderr)
+            return 2
     if args.dataset:
         try:
             items = benchmark.dataset_items(args.dataset, args.count)

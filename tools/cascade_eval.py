@@ -21,14 +21,14 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
+from landmarks.progress import bar as progress_bar
 
 from data_prep import dataset as datasets
 from data_prep.celeba import read_landmarks
 from data_prep.dataset import DataError
 from data_prep.images import ImageError
 from data_prep.predictions import write_predictions
-from landmarks import runs
+from landmarks import checks, runs
 from landmarks.atomic import write_json
 from landmarks.inference import Cascade, DeployNet
 from landmarks.labels import POINT_NAMES
@@ -85,7 +85,7 @@ def predict(cascade, rows, batch_size=DEFAULT_BATCH, progress=True, echo=print):
     None, face box or None) and a skip is {name, kind, detail}. A batch with an unreadable
     image is redone image by image, so that one bad file costs only itself."""
     results, skipped = [], []
-    bar = tqdm(total=len(rows), desc="cascade", unit="img", file=sys.stderr, disable=not progress)
+    bar = progress_bar(total=len(rows), desc="cascade", unit="img", file=sys.stderr, disable=not progress)
     for start in range(0, len(rows), batch_size):
         chunk = rows[start:start + batch_size]
         paths = [path for _, path, _, _ in chunk]
@@ -178,12 +178,16 @@ def main(argv=None):
     except DataError as exc:
         print(f"cascade_eval: error: {exc}", file=sys.stderr)
         return 2
+    problem = args.json and checks.writable_problem(Path(args.json).absolute().parent)
+    if problem:  # said before the evaluation, not after it
+        print(f"cascade_eval: error: {problem}", file=sys.stderr)
+        return 2
     level1_files, level2_files = runs.chosen_models(args)
     _say_problems(problems, print)
     try:
         level1 = DeployNet(*level1_files, output=args.output_blob)
         level2 = DeployNet(*level2_files, output=args.output_blob) if level2_files else None
-    except FileNotFoundError as exc:
+    except FileNotFoundError as exc:  # a missing model file, or one pycaffe would abort on (model_check)
         print(f"cascade_eval: error: {exc}", file=sys.stderr)
         return 2
     results, skipped = predict(Cascade(level1, level2), rows, args.batch, not args.quiet)

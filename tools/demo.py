@@ -5,7 +5,7 @@
   python tools/demo.py photo.jpg other.jpg --run runs/demo          # writes runs/demo/demo/*_cascade.jpg
   python tools/demo.py IMG ... --l1 DEPLOY WEIGHTS --l2 DEPLOY WEIGHTS [--landmarks FILE] [--out DIR]
 
-Writes <out>/<stem>_cascade.jpg per image and prints the points in original-image pixels
+Writes <out>/<stem>_cascade.jpg per image (<stem>-2_cascade.jpg, ... for images of one name) and prints the points in original-image pixels
 (and each level's error when the truth is known).
 """
 import argparse
@@ -16,7 +16,7 @@ import cv2
 
 from data_prep.celeba import DataError, read_landmarks
 from data_prep.images import ImageError, read_bgr
-from landmarks import runs
+from landmarks import checks, runs
 from landmarks.draw import annotate
 from landmarks.inference import Cascade, DeployNet
 from landmarks.labels import POINT_NAMES
@@ -42,12 +42,23 @@ def _format_points(points):
     return "  ".join(f"{n} ({x:.1f}, {y:.1f})" for n, (x, y) in zip(POINT_NAMES, points))
 
 
-def draw_one(cascade, path, truth, out_dir):
+def output_names(paths):
+    """One output name per image: <stem>_cascade.jpg, numbered from the second image of a stem
+    on (a/x.jpg and b/x.jpg must not write one file)."""
+    seen, names = {}, []
+    for path in paths:
+        stem = Path(path).stem
+        seen[stem] = seen.get(stem, 0) + 1
+        names.append(f"{stem}_cascade.jpg" if seen[stem] == 1 else f"{stem}-{seen[stem]}_cascade.jpg")
+    return names
+
+
+def draw_one(cascade, path, truth, out_dir, name=None):
     """Runs the cascade on one image and writes the drawing; returns (output path, result)."""
     result = cascade.run(str(path))
     image = read_bgr(str(path)).image
     drawn = annotate(image, truth=truth, level1=result.level1, level2=result.level2, box=result.box)
-    out = Path(out_dir) / f"{Path(path).stem}_cascade.jpg"
+    out = Path(out_dir) / (name or f"{Path(path).stem}_cascade.jpg")
     if not cv2.imwrite(str(out), drawn, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY]):
         raise OSError(f"{out}: could not write")
     return out, result
@@ -57,6 +68,10 @@ def main(argv=None):
     args = parse_args(argv)
     level1, level2 = runs.chosen_models(args)
     out_dir = Path(args.out or (Path(args.run) / "demo" if args.run else DEFAULT_OUT))
+    problem = checks.writable_problem(out_dir)  # before the nets are loaded, not after
+    if problem:
+        print(f"demo: error: {problem}", file=sys.stderr)
+        return 2
     truths = {}
     if args.landmarks:
         try:
@@ -67,15 +82,15 @@ def main(argv=None):
     try:
         cascade = Cascade(DeployNet(*level1, output=args.output_blob),
                           DeployNet(*level2, output=args.output_blob) if level2 else None)
-    except FileNotFoundError as exc:
+    except FileNotFoundError as exc:  # a missing model file, or one pycaffe would abort on (model_check)
         print(f"demo: error: {exc}", file=sys.stderr)
         return 2
     out_dir.mkdir(parents=True, exist_ok=True)
     failed = 0
-    for path in args.images:
+    for path, name in zip(args.images, output_names(args.images)):
         truth = truths.get(Path(path).name)
         try:
-            out, result = draw_one(cascade, path, truth, out_dir)
+            out, result = draw_one(cascade, path, truth, out_dir, name)
         except ImageError as exc:
             print(f"skipped {exc}")
             failed += 1

@@ -18,7 +18,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from data_prep.images import ImageError
-from landmarks import runs, timing
+from landmarks import checks, runs, timing
 from landmarks.atomic import write_json
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg")
@@ -69,6 +69,10 @@ def main(argv=None):
         if level2 is None:
             print(f"{args.run}: no level2/train.json yet: timing level 1 alone")
         out = out or str(Path(args.run) / "timing.json")
+    problem = out and checks.writable_problem(Path(out).absolute().parent)
+    if problem:  # said before the timing, not after it
+        print(f"forward_timing: error: {problem}", file=sys.stderr)
+        return 2
     images = _images(args.images, args.max_images) if args.images else None
     backends = args.backends or timing.default_backends()
     per_backend = (2 if level2 else 1) + 1

@@ -13,6 +13,7 @@ import re
 import sys
 from pathlib import Path
 
+from landmarks import checks
 from landmarks.caffe_log import NotACaffeLog, parse_log, write_csv
 from landmarks.loss_curves import loss_figure, nonfinite_notes, summarize
 
@@ -87,7 +88,10 @@ def main(argv=None):
             return 1
     labels = args.labels or default_labels(args.logs)
     out = Path(args.out or Path(args.logs[0]).parent)
-    out.mkdir(parents=True, exist_ok=True)
+    problem = checks.writable_problem(out)
+    if problem:
+        print(f"plot_log: error: {problem}", file=sys.stderr)
+        return 2
     written = []
     for label, log in zip(labels, logs):
         for phase in ("train", "test"):

@@ -10,7 +10,8 @@ import argparse
 import sys
 
 from data_prep.dataset import format_choice
-from landmarks import workflow
+from landmarks import checks, workflow
+from landmarks.lock import RunFolderBusy, run_folder_lock
 from landmarks.nets import DEPTHWISE_CHOICES, LOSS_CHOICES
 from landmarks.solvers import SCHEDULES
 from landmarks.train import TrainingError
@@ -53,7 +54,9 @@ def parse_args(argv=None):
                    help="train each level N iterations, lr steps scaled along (default 0: the schedule's)")
     p.add_argument("--loss", choices=("auto", *LOSS_CHOICES), default=d.loss,
                    help="euclidean (the article) or wing (default: the schedule's)")
-    p.add_argument("--resume", action="store_true", help="continue training from the newest .solverstate")
+    p.add_argument("--resume", action="store_true", help="continue training from the newest whole .solverstate")
+    p.add_argument("--rebuild", action="store_true",
+                   help="rebuild the data even when its manifest.json says it is current (make REBUILD=1)")
     return p.parse_args(argv)
 
 
@@ -67,7 +70,37 @@ def main(argv=None):
                                  depthwise=args.depthwise, format=args.format, thresh=args.thresh,
                                  input_size=args.input_size, limit=args.limit, resume=args.resume,
                                  augment=args.augment, train_crops=args.train_crops, loss=args.loss,
-                                 iterations=args.iterations)
+                                 iterations=args.iterations, rebuild=args.rebuild)
+    problem = checks.run_name_problem(run)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
+    if args.stage == "report" and not (workflow.run_dir(settings) / "settings.json").exists():
+        print(f"error: {workflow.run_dir(settings)} holds no run (no settings.json): check RUN", file=sys.stderr)
+        return 2
+    try:
+        if args.stage != "report":
+            settings.resolved()  # options are checked before anything is made or locked
+    except workflow.WorkflowError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    try:
+        if args.stage == "data":  # shared data, no run folder: data prep's own build is atomic
+            return _run_stage(args, settings)
+        with run_folder_lock(workflow.run_dir(settings)):
+            return _run_stage(args, settings)
+    except RunFolderBusy as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:
+        if not checks.is_disk_error(err):
+            raise
+        where = err.filename or f"{workflow.run_dir(settings)} or {settings.data_root}"
+        print(f"error: {checks.disk_message(err, where)}", file=sys.stderr)
+        return 2
+
+
+def _run_stage(args, settings):
     try:
         if args.stage == "data":
             root, data_dir = workflow.prepare_level1_data(settings.resolved())
