@@ -25,7 +25,8 @@ from tqdm import tqdm
 from landmarks.crop import crop_box
 from landmarks.labels import as_rows, normalise
 from landmarks.metrics import image_errors
-from data_prep import augment, celeba, images, manifest, writers
+from data_prep import augment, celeba, manifest, writers
+from landmarks import images
 from data_prep.celeba import Problem
 from data_prep.preview import contact_sheet
 

@@ -2,7 +2,7 @@
 cascade on original images (level 1 on the whole image, the crop rule, level 2 on the crop,
 points mapped back to original-image pixels).
 
-Preprocessing is data_prep.images' (the same code that wrote the training data), the crop
+Preprocessing is landmarks.images' (the same code that wrote the training data), the crop
 rule is landmarks.crop's, the label convention landmarks.labels': none is restated here.
 """
 from dataclasses import dataclass
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from data_prep.images import read_level1, read_level2
+from landmarks.images import read_level1, read_level2
 from landmarks.crop import crop_box
 from landmarks.labels import as_points, denormalise
 

@@ -25,7 +25,7 @@ import cv2
 import numpy as np
 from google.protobuf import text_format
 
-from data_prep.images import read_level1, read_level2
+from landmarks.images import read_level1, read_level2
 from landmarks import caffe_runtime
 from landmarks.inference import Cascade, DeployNet, check_model_files
 from landmarks.labels import as_points

@@ -20,7 +20,7 @@ import numpy as np
 from tqdm import tqdm
 
 from data_prep.celeba import DataError, read_landmarks
-from data_prep.images import ImageError
+from landmarks.images import ImageError
 from landmarks.atomic import write_json
 from landmarks.inference import Cascade, DeployNet
 from landmarks.labels import POINT_NAMES

@@ -14,7 +14,7 @@ from pathlib import Path
 import cv2
 
 from data_prep.celeba import DataError, read_landmarks
-from data_prep.images import ImageError, read_bgr
+from landmarks.images import ImageError, read_bgr
 from landmarks import runs
 from landmarks.draw import annotate
 from landmarks.inference import Cascade, DeployNet

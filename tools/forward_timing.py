@@ -17,7 +17,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from data_prep.images import ImageError
+from landmarks.images import ImageError
 from landmarks import runs, timing
 from landmarks.atomic import write_json
 
