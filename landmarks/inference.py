@@ -15,9 +15,9 @@ from landmarks.crop import crop_box
 from landmarks.labels import as_points, denormalise
 
 
-def check_model_files(deploy, weights):
-    """FileNotFoundError naming the first of a model's two files that is not there."""
-    for path in (deploy, weights):
+def check_model_files(*paths):
+    """FileNotFoundError naming the first of a model's files that is not there."""
+    for path in paths:
         if not Path(path).is_file():
             raise FileNotFoundError(f"{path}: no such file")
 

@@ -1,0 +1,77 @@
+"""Deployment export: fold BatchNorm + Scale into the convolutions, drop Dropout, write depthwise
+layers as stock grouped Convolution (stock Caffe and OpenCV dnn load the result), then ONNX,
+int8 ONNX (static, calibrated on real images) and ncnn (through pnnx, fp32); each is checked
+against the original net in our Caffe on real images.
+
+  python tools/export.py DEPLOY WEIGHTS --out DIR      # one net (ours or the released models)
+  python tools/export.py --run runs/demo               # both levels: runs/demo/export/, the whole
+                                                       # cascade checked, int8 error change, README
+
+Images come from an MTFL folder (`training.txt` + images; default ../shared/data/mtfl beside
+the repository): every 10th image is the validation split (agreement and accuracy), the first
+--calibration of the others calibrate int8. The float formats must agree within 1e-4 of the
+normalised output; the command exits 1 when one does not.
+"""
+import argparse
+import sys
+from pathlib import Path
+
+from data_prep.celeba import DataError
+from data_prep.mtfl import read_mtfl, split
+from landmarks.backends import caffe_input_size
+from landmarks.export import export_net, format_record
+from landmarks.fold import ModelError
+from landmarks.images import ImageError, read_level1
+
+DEFAULT_IMAGES = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "mtfl"
+DEFAULT_CALIBRATION = 256  # more moves the int8 ranges little; each costs one decode
+DEFAULT_VALIDATION = 1000  # MTFL's whole 10% validation split
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("deploy", nargs="?", help="deploy prototxt (with WEIGHTS and --out)")
+    parser.add_argument("weights", nargs="?", help="its caffemodel")
+    parser.add_argument("--out", help="output folder for one net")
+    parser.add_argument("--run", help="a run folder: export both levels into RUN/export/")
+    parser.add_argument("--images", default=str(DEFAULT_IMAGES), help=f"MTFL folder (default {DEFAULT_IMAGES})")
+    parser.add_argument("--calibration", type=int, default=DEFAULT_CALIBRATION,
+                        help=f"int8 calibration images (default {DEFAULT_CALIBRATION})")
+    parser.add_argument("--validation", type=int, default=DEFAULT_VALIDATION,
+                        help=f"validation images for the checks (default {DEFAULT_VALIDATION})")
+    args = parser.parse_args(argv)
+    if args.run and (args.deploy or args.out):
+        parser.error("give either DEPLOY WEIGHTS --out DIR, or --run RUN")
+    if not args.run and not (args.deploy and args.weights and args.out):
+        parser.error("DEPLOY, WEIGHTS and --out are required (or --run RUN)")
+    if args.calibration < 1 or args.validation < 1:
+        parser.error("--calibration and --validation must be at least 1")
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    try:
+        validation, calibration = split(read_mtfl(args.images), args.calibration, args.validation)
+        if args.run:
+            from landmarks.export_run import export_run
+
+            record = export_run(args.run, validation, calibration)
+            agrees = all(net["agrees"] for net in record["levels"].values())
+            print(f"wrote {Path(args.run) / 'export'}")
+        else:
+            size = caffe_input_size(args.deploy)  # also refuses a file that is not a prototxt
+            check = [read_level1(p, size)[0] for p, _ in validation]
+            cal = [read_level1(p, size)[0] for p, _ in calibration]
+            record = export_net(args.deploy, args.weights, args.out, check, cal)
+            print(format_record(Path(args.deploy).name, record))
+            agrees = record["agrees"]
+            print(f"wrote {args.out}")
+    except (DataError, ModelError, ImageError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0 if agrees else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
