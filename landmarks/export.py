@@ -43,7 +43,7 @@ def export_ncnn(onnx_path, out_dir, size):
     binary = pnnx_binary()
     if binary is None:
         raise RuntimeError("pnnx is not installed (pip install pnnx)")
-    out_dir = Path(out_dir)
+    out_dir = Path(out_dir).resolve()  # pnnx runs in a temporary folder: no relative paths
     with tempfile.TemporaryDirectory(dir=out_dir) as tmp:
         source = Path(tmp) / "model.onnx"
         shutil.copy(onnx_path, source)

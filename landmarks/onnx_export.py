@@ -194,8 +194,9 @@ class _Calibration:
 
 
 def quantise_int8(onnx_path, out_path, calibration_inputs):
-    """Static int8 quantisation (QDQ, per-channel int8 weights, uint8 activations, MinMax
-    ranges from `calibration_inputs`: (N, 3, S, S) preprocessed images). Returns out_path."""
+    """Static int8 quantisation (QDQ, per-channel int8 weights, uint8 activations, ranges at the
+    0.001-99.999 percentiles (MinMax was 20% further from the float model on MTFL)
+    of `calibration_inputs`: (N, 3, S, S) preprocessed images). Returns out_path."""
     import os
     import tempfile
 
@@ -207,6 +208,6 @@ def quantise_int8(onnx_path, out_path, calibration_inputs):
         tmp_out = os.path.join(tmp, "int8.onnx")
         quantize_static(str(onnx_path), tmp_out, _Calibration(calibration_inputs), quant_format=QuantFormat.QDQ,
                         per_channel=True, weight_type=QuantType.QInt8, activation_type=QuantType.QUInt8,
-                        calibrate_method=CalibrationMethod.MinMax)
+                        calibrate_method=CalibrationMethod.Percentile)
         os.replace(tmp_out, out_path)
     return out_path
