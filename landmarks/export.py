@@ -5,6 +5,7 @@ the folder's README on how to load each file.
 
 A net's folder holds (stem = `model`):
   deploy.prototxt, weights.caffemodel   folded, stock layer types (stock Caffe, OpenCV dnn)
+  deploy_depthwise.prototxt             the same with our ConvolutionDepthwise (faster in our Caffe)
   model.onnx                            float32, dynamic batch (ONNX Runtime, OpenCV 5, ...)
   model.int8.onnx                       static int8 (QDQ), calibrated on real images
   model.ncnn.param, model.ncnn.bin      ncnn, fp32 (only where pnnx is installed)
@@ -23,6 +24,7 @@ from landmarks.atomic import write_json
 
 TOLERANCE = 1e-4  # the agreement every float export must reach, in normalised output units
 FOLDED = ("deploy.prototxt", "weights.caffemodel")
+OURS = "deploy_depthwise.prototxt"  # the folded net with our ConvolutionDepthwise: faster in our Caffe
 ONNX, INT8 = "model.onnx", "model.int8.onnx"
 NCNN = ("model.ncnn.param", "model.ncnn.bin")
 
@@ -79,8 +81,9 @@ def export_net(deploy, weights, out_dir, check_inputs, calibration_inputs, echo=
               "input_size": size, "files": {}, "agreement": {}, "skipped": {}, "tolerance": TOLERANCE,
               "check_images": int(len(check_inputs))}
     folded = [str(out_dir / name) for name in FOLDED]
-    record["fold"] = fold.fold_model(deploy, weights, *folded)
+    record["fold"] = fold.fold_model(deploy, weights, *folded, ours_out=out_dir / OURS)
     record["files"]["caffe"] = folded
+    record["files"]["caffe-depthwise"] = [str(out_dir / OURS), folded[1]]
     onnx_path = onnx_export.export_onnx(*folded, out_dir / ONNX)
     record["files"]["onnxruntime"] = [str(onnx_path)]
     reason = backends.unavailable("onnxruntime")
@@ -94,10 +97,10 @@ def export_net(deploy, weights, out_dir, check_inputs, calibration_inputs, echo=
     except RuntimeError as exc:
         record["skipped"]["ncnn"] = str(exc)
     # every format in every runtime that can read it, against the original net
-    runs = [("caffe", "caffe"), ("opencv", "caffe"), ("onnxruntime", "onnxruntime"),
+    runs = [("caffe", "caffe"), ("caffe-depthwise", "caffe-depthwise"), ("opencv", "caffe"), ("onnxruntime", "onnxruntime"),
             ("onnxruntime-int8", "onnxruntime-int8"), ("ncnn", "ncnn")]
     for name, files_key in runs:
-        runtime = name.replace("-int8", "")
+        runtime = name.replace("-int8", "").replace("-depthwise", "")
         if files_key not in record["files"]:
             continue
         reason = backends.unavailable(runtime)

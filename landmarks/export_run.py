@@ -20,7 +20,7 @@ from landmarks.labels import normalise
 from landmarks.runs import run_models
 
 CASCADE_BATCH = 64
-FORMATS = ("caffe", "opencv", "onnxruntime", "onnxruntime-int8", "ncnn")
+FORMATS = ("caffe", "caffe-depthwise", "opencv", "onnxruntime", "onnxruntime-int8", "ncnn")
 
 
 def _inputs(model, paths, level1_model=None):
@@ -43,7 +43,7 @@ def format_nets(record, fmt):
     key = "caffe" if fmt == "opencv" else fmt
     if key not in record["files"]:
         return None
-    return fmt.replace("-int8", ""), record["files"][key]
+    return fmt.replace("-int8", "").replace("-depthwise", ""), record["files"][key]
 
 
 def run_cascade(cascade, paths, progress=None):
@@ -165,6 +165,8 @@ them and `landmarks.inference.Cascade` runs the whole cascade on it.
 - **Caffe** (`deploy.prototxt`, `weights.caffemodel`): BatchNorm and Scale folded into the
   convolutions, Dropout removed, depthwise layers as stock `Convolution` with `group`: stock
   Caffe loads it: `caffe.Net("deploy.prototxt", caffe.TEST, weights="weights.caffemodel")`.
+- **Our Caffe**: `deploy_depthwise.prototxt` with the same `weights.caffemodel` keeps our
+  `ConvolutionDepthwise` layer (faster here than the stock grouped convolution).
 - **OpenCV 4.x dnn**: `cv2.dnn.readNetFromCaffe("deploy.prototxt", "weights.caffemodel")`,
   `net.setInput(blob)`, `net.forward("fc2")`. OpenCV 5 has no Caffe reader: use
   `cv2.dnn.readNetFromONNX("model.onnx")`.

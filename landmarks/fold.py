@@ -200,6 +200,20 @@ def fold(net, params):
     return folded, params, report
 
 
+def with_our_depthwise(net):
+    """A copy of a folded net whose depthwise convolutions (group == num_output) are our
+    `ConvolutionDepthwise` again: for our Caffe, where that layer is faster than the stock
+    grouped convolution. Same weights (Caffe matches the caffemodel's blobs by layer name)."""
+    ours = _caffe_pb2().NetParameter()
+    ours.CopyFrom(net)
+    for layer in ours.layer:
+        p = layer.convolution_param
+        if layer.type == "Convolution" and p.group > 1 and p.group == p.num_output:
+            layer.type = DEPTHWISE_TYPE
+            p.ClearField("group")
+    return ours
+
+
 def weights_message(net, params):
     """A caffemodel NetParameter: the deploy layers with their blobs, as Caffe's Net::ToProto writes."""
     caffe_pb2 = _caffe_pb2()
@@ -220,8 +234,9 @@ def write_model(net, params, deploy_out, weights_out, source=""):
     write_bytes(weights_out, weights_message(net, params).SerializeToString())
 
 
-def fold_model(deploy, weights, deploy_out, weights_out):
-    """Reads a model, folds it, writes it; returns the FoldReport as a dict."""
+def fold_model(deploy, weights, deploy_out, weights_out, ours_out=None):
+    """Reads a model, folds it, writes it (and, given ours_out, the prototxt of
+    `with_our_depthwise`); returns the FoldReport as a dict."""
     net = read_net(deploy)
     params = read_weights(weights)
     missing = [l.name for l in net.layer if l.type in CONVOLUTIONS + ("BatchNorm", "Scale", "InnerProduct")
@@ -230,4 +245,8 @@ def fold_model(deploy, weights, deploy_out, weights_out):
         raise ModelError(f"{weights}: no weights for layer(s) {', '.join(missing[:5])} of {deploy}")
     folded, folded_params, report = fold(net, params)
     write_model(folded, folded_params, deploy_out, weights_out, source=str(deploy))
+    if ours_out:
+        write_text(ours_out, f"# Folded by landmarks.fold from {deploy}, with our ConvolutionDepthwise (for our Caffe "
+                             f"only; deploy.prototxt is the portable one): do not edit.\n"
+                             + text_format.MessageToString(with_our_depthwise(folded)))
     return report.as_dict()

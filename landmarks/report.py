@@ -59,11 +59,9 @@ def _metrics_table(metrics):
 
 
 def _timing_table(timing):
-    rows = ["| what | backend | batch | median ms | p90 ms | ms per image |", "|---|---|---|---|---|---|"]
-    for row in timing.get("rows", []):
-        rows.append(f"| {row['what']} | {row['backend']} | {row['batch']} | {row['median_ms']:.3f} "
-                    f"| {row['p90_ms']:.3f} | {row['median_ms'] / row['batch']:.3f} |")
-    return "\n".join(rows) + "\n"
+    from landmarks.timing import format_table  # the one table forward_timing prints and the README shows
+
+    return format_table(timing) + "\n"
 
 
 def write_report(run_dir):

@@ -1,15 +1,18 @@
 """Forward latency of level 1, level 2 and the whole cascade (JPEG on disk to final points),
-at batch 1 and a large batch, median and p90 after warm-up, for Caffe on CPU (and GPU when the
-build and the machine have one) and for OpenCV's dnn on the same prototxt and caffemodel.
+at batch 1 and a large batch, median and p90 after warm-up, in every inference backend
+(landmarks.backends): our Caffe on the original and on the folded model (and on GPU when the
+build and the machine have one), OpenCV's dnn, ONNX Runtime (float and int8) and ncnn on the
+exported files; one table with the model sizes.
 
   python tools/forward_timing.py --run runs/demo                  # writes runs/demo/timing.json
   python tools/forward_timing.py --l1 DEPLOY WEIGHTS [--l2 DEPLOY WEIGHTS] [--json OUT]
   python tools/forward_timing.py --run runs/demo --images data/synthetic/Img/img_celeba
 
 Without --images, a few synthetic CelebA-like JPEGs are drawn into a temporary folder.
-Deploy nets with ConvolutionDepthwise layers are rewritten as grouped Convolution for OpenCV
-(same weights). The JSON holds `rows` ({what, backend, batch, median_ms, p90_ms, ...}) and
-`model_sizes` ({name: {path, bytes, values}}).
+The exported files come from --export (with --run: RUN/export/ from `make export`) when they
+were made from these models, else they are exported into a temporary folder first. The JSON
+holds `rows` ({what, backend, batch, median_ms, p90_ms, ...}), `model_sizes` (the original
+caffemodels), `backend_sizes` ({backend: {level: bytes}}) and `skipped` ({backend: why}).
 """
 import argparse
 import sys
@@ -39,7 +42,8 @@ def parse_args(argv=None):
     parser.add_argument("--warmup", type=int, default=timing.DEFAULT_WARMUP,
                         help=f"untimed calls before them (default {timing.DEFAULT_WARMUP})")
     parser.add_argument("--backends", nargs="+", choices=timing.BACKENDS,
-                        help="default: caffe-cpu, caffe-gpu when a GPU build sees a GPU, opencv-cpu")
+                        help="default: every installed one (caffe-gpu only when a GPU build sees a GPU)")
+    parser.add_argument("--export", help="export folder (tools/export.py --run) to take the exported files from")
     parser.add_argument("--json", help="write the result here (default with --run: RUN/timing.json)")
     args = parser.parse_args(argv)
     runs.check_model_arguments(parser, args)
@@ -69,6 +73,7 @@ def main(argv=None):
         if level2 is None:
             print(f"{args.run}: no level2/train.json yet: timing level 1 alone")
         out = out or str(Path(args.run) / "timing.json")
+    export_dir = args.export or (str(Path(args.run) / "export") if args.run else None)
     images = _images(args.images, args.max_images) if args.images else None
     backends = args.backends or timing.default_backends()
     per_backend = (2 if level2 else 1) + 1
@@ -76,9 +81,10 @@ def main(argv=None):
     try:
         result = timing.time_models(level1, level2, images, repeats=args.repeats, warmup=args.warmup,
                                     batch=args.batch, large_batch=args.large_batch, backends=backends,
-                                    progress=lambda row: bar.update(1))
+                                    progress=lambda row: bar.update(1), export_dir=export_dir)
     except (FileNotFoundError, ValueError, ImageError) as exc:
-        raise SystemExit(str(exc))
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     finally:
         bar.close()
     print(timing.format_table(result))
