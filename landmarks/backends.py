@@ -13,10 +13,12 @@ landmarks.inference.Cascade asks of it.
 | `onnxruntime` | .onnx (float or int8) | ONNX Runtime, CPU |
 | `ncnn` | .ncnn.param, .ncnn.bin | ncnn's Python binding, fp32 throughout |
 
-`load(backend, files)` opens one; `unavailable(backend)` says why a runtime cannot be used
+`load(backend, files)` opens one, `load_exported(name, level_dir)` one from an export folder
+(files found by name beside its export.json, so the folder can move); `unavailable(backend)` says why a runtime cannot be used
 here (None when it can), so that callers skip it with that reason.
 """
 import importlib.util
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -28,6 +30,10 @@ from landmarks.inference import DeployNet, check_model_files
 from landmarks.labels import as_points
 
 BACKENDS = ("caffe", "opencv", "onnxruntime", "ncnn")
+# What each backend runs from an export folder (landmarks.export): our Caffe gets the folded net
+# with our ConvolutionDepthwise, OpenCV the portable one; "onnxruntime-int8" is the int8 file.
+EXPORT_FILES = {"caffe": "caffe-depthwise", "opencv": "caffe", "onnxruntime": "onnxruntime",
+                "onnxruntime-int8": "onnxruntime-int8", "ncnn": "ncnn"}
 _MODULES = {"caffe": "caffe", "opencv": "cv2", "onnxruntime": "onnxruntime", "ncnn": "ncnn"}
 
 
@@ -163,3 +169,19 @@ def load(backend, files, size=None, output=None):
     if backend == "onnxruntime":
         return OnnxNet(*files)
     return NcnnNet(*files, size=size or 48)
+
+
+def load_exported(name, level_dir):
+    """A backend net from one level's export folder; `name` is a key of EXPORT_FILES."""
+    level_dir = Path(level_dir)
+    record_path = level_dir / "export.json"
+    if not record_path.is_file():
+        raise FileNotFoundError(f"{record_path}: no such file (run tools/export.py first)")
+    record = json.loads(record_path.read_text())
+    key = EXPORT_FILES.get(name)
+    if key is None:
+        raise ValueError(f"unknown backend {name!r}; choose from {', '.join(EXPORT_FILES)}")
+    files = record["files"].get(key)
+    if not files:
+        raise ValueError(f"{level_dir}: no {name} files ({record['skipped'].get(key, 'not written')})")
+    return load(name.replace("-int8", ""), [level_dir / Path(f).name for f in files], size=record["input_size"])

@@ -177,9 +177,10 @@ def export_onnx(deploy, weights, out_path):
 
 
 class _Calibration:
-    """onnxruntime's CalibrationDataReader over preprocessed inputs, a few at a time."""
+    """onnxruntime's CalibrationDataReader over preprocessed inputs, one at a time (its
+    histogram calibration fails on batches of unequal size, e.g. a shorter last one)."""
 
-    def __init__(self, inputs, batch=16):
+    def __init__(self, inputs, batch=1):
         self.inputs, self.batch, self.position = np.asarray(inputs, dtype=np.float32), batch, 0
 
     def get_next(self):

@@ -3,7 +3,12 @@ original authors' released models: ConvolutionDepthwise layers, output blob fc2)
 format landmark file and a folder of images, with SPEC.md's conventions.
 
   python tools/cascade_eval.py --l1 DEPLOY WEIGHTS --l2 DEPLOY WEIGHTS \\
-      --landmarks list_landmarks_celeba.txt --images img_celeba/ [--json OUT]
+      --landmarks list_landmarks_celeba.txt --images img_celeba/ [--json OUT] [--backend opencv]
+  python tools/cascade_eval.py --export runs/demo/export --backend onnxruntime-int8 \\
+      --landmarks list_landmarks_celeba.txt --images img_celeba/
+
+--backend picks the runtime (landmarks.backends): caffe (default) or opencv on the Caffe
+files; with --export (a tools/export.py --run folder) also onnxruntime, onnxruntime-int8, ncnn.
 
 Prints each level's mean error and per-point errors (fractions of the image diagonal), the
 failure rates, the CED area and the inter-ocular error. The landmark file may keep or drop its
@@ -22,7 +27,8 @@ from tqdm import tqdm
 from data_prep.celeba import DataError, read_landmarks
 from landmarks.images import ImageError
 from landmarks.atomic import write_json
-from landmarks.inference import Cascade, DeployNet
+from landmarks import backends
+from landmarks.inference import Cascade
 from landmarks.labels import POINT_NAMES
 from landmarks.metrics import image_errors, summarise
 
@@ -32,8 +38,11 @@ SHOWN_PROBLEMS = 20  # skipped items named on screen before the rest are only co
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--l1", nargs=2, required=True, metavar=("DEPLOY", "WEIGHTS"),
-                        help="level-1 deploy prototxt and caffemodel")
+    models = parser.add_mutually_exclusive_group(required=True)
+    models.add_argument("--l1", nargs=2, metavar=("DEPLOY", "WEIGHTS"), help="level-1 deploy prototxt and caffemodel")
+    models.add_argument("--export", help="an export folder (tools/export.py --run): its level1/ and level2/")
+    parser.add_argument("--backend", default="caffe", choices=sorted(backends.EXPORT_FILES),
+                        help="runtime (default caffe); onnxruntime, onnxruntime-int8 and ncnn need --export")
     parser.add_argument("--l2", nargs=2, metavar=("DEPLOY", "WEIGHTS"), help="level-2 deploy prototxt and caffemodel")
     parser.add_argument("--landmarks", required=True, help="CelebA-format landmark file (header lines optional)")
     parser.add_argument("--images", required=True, help="folder holding the images the landmark file names")
@@ -42,6 +51,10 @@ def parse_args(argv=None):
     parser.add_argument("--batch", type=int, default=DEFAULT_BATCH, help=f"images per forward (default {DEFAULT_BATCH})")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
+    if args.export and args.l2:
+        parser.error("--l2 goes with --l1; --export holds both levels")
+    if args.l1 and args.backend not in backends.BACKENDS[:2]:
+        parser.error(f"--backend {args.backend} runs exported files: give --export")
     if args.batch < 1:
         parser.error("--batch must be at least 1")
     return args
@@ -125,6 +138,16 @@ def _say_problems(problems, echo):
         echo(f"... and {len(problems) - SHOWN_PROBLEMS} more refused lines")
 
 
+def _nets(args):
+    """(level 1, level 2 or None) in the chosen backend."""
+    if args.export:
+        second = Path(args.export) / "level2"
+        return (backends.load_exported(args.backend, Path(args.export) / "level1"),
+                backends.load_exported(args.backend, second) if (second / "export.json").exists() else None)
+    return (backends.load(args.backend, args.l1, output=args.output_blob),
+            backends.load(args.backend, args.l2, output=args.output_blob) if args.l2 else None)
+
+
 def main(argv=None):
     args = parse_args(argv)
     try:
@@ -135,9 +158,8 @@ def main(argv=None):
         raise SystemExit(f"{args.images}: no such image folder")
     _say_problems(problems, print)
     try:
-        level1 = DeployNet(*args.l1, output=args.output_blob)
-        level2 = DeployNet(*args.l2, output=args.output_blob) if args.l2 else None
-    except FileNotFoundError as exc:
+        level1, level2 = _nets(args)
+    except (FileNotFoundError, ValueError) as exc:
         raise SystemExit(str(exc))
     results, skipped = predict(Cascade(level1, level2), rows, args.images, args.batch, not args.quiet)
     if skipped:
@@ -150,7 +172,8 @@ def main(argv=None):
         "skipped": {"count": len(skipped), "by_kind": dict(Counter(s["kind"] for s in skipped)), "items": skipped},
         "refused_lines": {"count": len(problems), "items": [p.as_dict() for p in problems]},
         "landmarks": str(args.landmarks), "header_count": header_count, "image_dir": str(args.images),
-        "models": {"level1": list(args.l1), "level2": list(args.l2) if args.l2 else None},
+        "models": {"level1": list(args.l1) if args.l1 else None, "level2": list(args.l2) if args.l2 else None,
+                   "export": args.export, "backend": args.backend},
     })
     print(format_table(figures))
     if figures["level2"]:
