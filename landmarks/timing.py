@@ -264,6 +264,48 @@ def _row(what, backend, batch, times):
             "min_ms": float(times.min()), "repeats": int(len(times))}
 
 
+def caffe_layer_times(deploy, weights, iterations=1000):
+    """`caffe time` (the C++ per-layer timers, batch as the prototxt says: 1) on one model;
+    {"total_ms", "by_type": {type: {"ms", "share", "layers"}}, "by_layer": {name: ms}}, forward
+    only. Caffe feeds the Input layer zeros: data-dependent layers may look faster than on images."""
+    import subprocess
+
+    from landmarks.caffe_log import parse_time
+    from landmarks.fold import read_net
+
+    command = [caffe_runtime.caffe_binary(), "time", f"-model={deploy}", f"-weights={weights}",
+               f"-iterations={int(iterations)}"]
+    env = dict(os.environ, GLOG_minloglevel="0")  # the per-layer figures are glog INFO lines
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env)
+    layers, totals = parse_time(done.stdout + done.stderr)
+    if done.returncode != 0 or not layers:
+        raise RuntimeError(f"caffe time failed on {deploy}: {(done.stderr or done.stdout).strip()[-300:]}")
+    types = {layer.name: layer.type for layer in read_net(deploy).layer}
+    by_layer = {name: times.get("forward", 0.0) for name, times in layers.items()}
+    total = sum(by_layer.values())
+    by_type = {}
+    for name, ms in by_layer.items():
+        # Split layers are inserted by Caffe where a blob feeds two layers: not in the prototxt
+        entry = by_type.setdefault(types.get(name, "Split (inserted)"), {"ms": 0.0, "layers": 0})
+        entry["ms"] += ms
+        entry["layers"] += 1
+    for entry in by_type.values():
+        entry["share"] = entry["ms"] / total if total else 0.0
+    by_type = dict(sorted(by_type.items(), key=lambda kv: -kv[1]["ms"]))
+    return {"model": str(deploy), "iterations": int(iterations), "total_ms": total,
+            "forward_pass_ms": totals.get("Forward pass"), "by_type": by_type, "by_layer": by_layer}
+
+
+def format_layer_times(times):
+    lines = [f"caffe time, {times['model']}, batch 1, {times['iterations']} iterations: forward "
+             f"{times['forward_pass_ms']} ms (per-layer sum {times['total_ms']:.3f} ms)",
+             "| layer type | layers | ms | share |", "|---|---|---|---|"]
+    lines += [f"| {kind} | {e['layers']} | {e['ms']:.4f} | {100 * e['share']:.1f}% |" for kind, e in times["by_type"].items()]
+    slowest = sorted(times["by_layer"].items(), key=lambda kv: -kv[1])[:6]
+    lines.append("slowest layers: " + ", ".join(f"{name} {ms:.4f} ms" for name, ms in slowest))
+    return "\n".join(lines)
+
+
 def format_table(result):
     """One markdown table: a row per backend; per level and the cascade, the median ms at the
     small batch and the median ms per image at the large one; the model files' bytes."""

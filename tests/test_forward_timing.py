@@ -119,3 +119,18 @@ def test_run_folder_gives_models_and_default_json(weights, tmp_path):
 def test_run_folder_without_level1_is_refused(tmp_path):
     with pytest.raises(FileNotFoundError, match="level1"):
         runs.run_models(tmp_path)
+
+
+def test_caffe_layer_times_of_the_folded_model(weights, tmp_path):
+    from landmarks.export import FOLDED, OURS
+    from landmarks.fold import fold_model
+
+    fold_model(str(LEVEL1), weights[0], tmp_path / FOLDED[0], tmp_path / FOLDED[1], ours_out=tmp_path / OURS)
+    times = timing.caffe_layer_times(tmp_path / OURS, tmp_path / FOLDED[1], iterations=20)
+    # the folded net: no BatchNorm or Scale left; our depthwise layer is what runs
+    assert {"Convolution", "ConvolutionDepthwise", "ReLU", "InnerProduct"} <= set(times["by_type"])
+    assert not {"BatchNorm", "Scale", "Dropout"} & set(times["by_type"])
+    assert times["by_type"]["ConvolutionDepthwise"]["layers"] == DEPTHWISE_LAYERS
+    assert sum(e["share"] for e in times["by_type"].values()) == pytest.approx(1.0)
+    assert 0 < times["total_ms"] < 1000
+    assert "| ReLU |" in timing.format_layer_times(times)

@@ -44,6 +44,8 @@ def parse_args(argv=None):
     parser.add_argument("--backends", nargs="+", choices=timing.BACKENDS,
                         help="default: every installed one (caffe-gpu only when a GPU build sees a GPU)")
     parser.add_argument("--export", help="export folder (tools/export.py --run) to take the exported files from")
+    parser.add_argument("--caffe-layers", action="store_true",
+                        help="also run `caffe time` on the folded level-1 model (batch 1) and print where the time goes")
     parser.add_argument("--json", help="write the result here (default with --run: RUN/timing.json)")
     args = parser.parse_args(argv)
     runs.check_model_arguments(parser, args)
@@ -63,6 +65,22 @@ def _images(folder, limit):
     if not paths:
         raise SystemExit(f"{folder}: no JPEG images")
     return [str(p) for p in paths]
+
+
+def _caffe_layers(level1, export_dir):
+    """caffe time on the folded level-1 model (ours, with our depthwise layer), from the export
+    folder when it matches, else folded into a temporary folder."""
+    import tempfile
+
+    from landmarks.export import FOLDED, OURS
+    from landmarks.fold import fold_model
+
+    if timing._matching_export(export_dir, "level1", level1):
+        folder = Path(export_dir) / "level1"
+        return timing.caffe_layer_times(folder / OURS, folder / FOLDED[1])
+    with tempfile.TemporaryDirectory() as tmp:
+        fold_model(*level1, Path(tmp) / FOLDED[0], Path(tmp) / FOLDED[1], ours_out=Path(tmp) / OURS)
+        return timing.caffe_layer_times(Path(tmp) / OURS, Path(tmp) / FOLDED[1])
 
 
 def main(argv=None):
@@ -88,6 +106,9 @@ def main(argv=None):
     finally:
         bar.close()
     print(timing.format_table(result))
+    if args.caffe_layers:
+        result["caffe_layers"] = _caffe_layers(level1, export_dir)
+        print(timing.format_layer_times(result["caffe_layers"]))
     if out:
         write_json(out, result)
         print(f"wrote {out}")
