@@ -7,6 +7,10 @@ negative_slope), Eltwise (SUM with coefficients, PROD, MAX), InnerProduct, Pooli
 Dropout (dropped), Split (aliases), BatchNorm + Scale left unfolded. Anything else is refused
 by name. Caffe's in-place blobs become fresh ONNX value names, so the graph is in SSA form.
 """
+import contextlib
+import io
+import logging
+
 import numpy as np
 
 from landmarks.fold import DEPTHWISE_TYPE, ModelError, read_net, read_weights
@@ -194,6 +198,20 @@ class _Calibration:
         self.position = 0
 
 
+@contextlib.contextmanager
+def _quiet():
+    """onnxruntime's quantiser prints its calibration steps and a pre-processing hint (on the
+    root logger): keep them off the tools' output."""
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            yield
+    finally:
+        root.setLevel(level)
+
+
 def quantise_int8(onnx_path, out_path, calibration_inputs):
     """Static int8 quantisation (QDQ, per-channel int8 weights, uint8 activations, ranges at the
     0.001-99.999 percentiles (MinMax was 20% further from the float model on MTFL)
@@ -205,7 +223,7 @@ def quantise_int8(onnx_path, out_path, calibration_inputs):
 
     folder = os.path.dirname(os.path.abspath(out_path))
     os.makedirs(folder, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=folder) as tmp:
+    with tempfile.TemporaryDirectory(dir=folder) as tmp, _quiet():
         tmp_out = os.path.join(tmp, "int8.onnx")
         quantize_static(str(onnx_path), tmp_out, _Calibration(calibration_inputs), quant_format=QuantFormat.QDQ,
                         per_channel=True, weight_type=QuantType.QInt8, activation_type=QuantType.QUInt8,

@@ -189,14 +189,21 @@ def test_export_tool_refuses_bad_input_in_one_line(models, mtfl, tmp_path):
     assert result.returncode == 2 and "training.txt" in result.stderr
 
 
-def test_run_export_cascades_agree_in_every_backend(models, mtfl, tmp_path):
-    run = tmp_path / "runs" / "r"
+@pytest.fixture(scope="module")
+def run_export(models, mtfl, tmp_path_factory):
+    """A run folder holding both levels, exported by `tools/export.py --run`."""
+    run = tmp_path_factory.mktemp("runs") / "r"
     for level, (deploy, weights) in zip(("level1", "level2"), models):
         (run / level).mkdir(parents=True)
         (run / level / "deploy.prototxt").write_text(Path(deploy).read_text())
         (run / level / "train.json").write_text(json.dumps({"status": "done", "final_weights": weights}))
     result = _tool("--run", str(run), "--images", str(mtfl), "--calibration", "8", "--validation", "3")
     assert result.returncode == 0, result.stdout + result.stderr
+    return run
+
+
+def test_run_export_cascades_agree_in_every_backend(run_export, models, mtfl):
+    run = run_export
     record = json.loads((run / "export" / "export.json").read_text())
     cascade = record["cascade"]
     assert {"caffe", "caffe-depthwise", "opencv"} <= set(cascade["agreement"])
@@ -216,6 +223,35 @@ def test_run_export_cascades_agree_in_every_backend(models, mtfl, tmp_path):
     here = Cascade(*(backends.load("opencv", f) for f in files)).run(images[0])
     there = Cascade(*(backends.load("caffe", m) for m in models)).run(images[0])
     np.testing.assert_allclose(here.level2, there.level2, atol=1e-3)
+
+
+def test_cascade_eval_gives_the_same_figures_in_every_backend(run_export, models, mtfl, tmp_path):
+    """tools/cascade_eval.py through landmarks.backends: the original nets in Caffe (--l1/--l2)
+    and the exported files in each float backend (--export) score the same images alike."""
+    names = sorted(p.name for p in (mtfl / "faces").glob("*.jpg"))[:6]
+    rows = {line.split()[0].split("\\")[-1]: line.split()[1:11] for line in (mtfl / "training.txt").read_text().splitlines()}
+    landmarks = tmp_path / "lm.txt"  # CelebA's layout: name x1 y1 ... x5 y5
+    landmarks.write_text("".join(f"{n} " + " ".join(f"{x} {y}" for x, y in zip(rows[n][:5], rows[n][5:])) + "\n"
+                                 for n in names))
+    tool = ROOT / "tools" / "cascade_eval.py"
+    common = ["--landmarks", str(landmarks), "--images", str(mtfl / "faces"), "--quiet"]
+
+    def evaluate(*args):
+        out = tmp_path / f"{len(list(tmp_path.iterdir()))}.json"
+        done = subprocess.run([sys.executable, str(tool), *args, *common, "--json", str(out)],
+                              capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stdout + done.stderr
+        return json.loads(out.read_text())
+
+    reference = evaluate("--l1", *models[0], "--l2", *models[1])
+    assert reference["images"] == len(names)
+    for backend in ("caffe", "opencv", "onnxruntime", "ncnn"):
+        if backends.unavailable(backend) or (backend == "ncnn" and export.pnnx_binary() is None):
+            continue
+        figures = evaluate("--export", str(run_export / "export"), "--backend", backend)
+        assert figures["models"]["backend"] == backend
+        for level in ("level1", "level2"):
+            assert figures[level]["mean_error"] == pytest.approx(reference[level]["mean_error"], abs=1e-6), backend
 
 
 def test_the_runtime_does_not_import_data_prep():
