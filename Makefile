@@ -45,7 +45,8 @@ help:  ## this list
 	@echo "  FORMAT=hdf5     hdf5 | lmdb       THRESH=0.05  crops: level-1 error above which training images are dropped"
 	@echo "  SIZE=48         input side        LIMIT=0      use only the first N images"
 	@echo "  RESUME=1        continue training from the newest .solverstate"
-	@echo "  IMAGES=         export: an MTFL folder (default ../shared/data/mtfl); timing: a folder of JPEGs"
+	@echo "  IMAGES=         export: an MTFL folder (default ../shared/data/mtfl), or DATA= a CelebA-layout root;"
+	@echo "                  timing: a folder of JPEGs"
 	@echo "  CAFFE_GPU=auto  setup: CUDA build auto | 0 (CPU-only) | 1 (required)"
 	@echo "  PYTEST_ARGS=    extra pytest arguments for make test"
 
@@ -98,7 +99,7 @@ demo: setup  ## the whole chain on synthetic CelebA with the CPU schedule, in ru
 	$(PY) tools/run.py demo --run $(if $(filter default,$(RUN)),demo,$(RUN)) $(RUN_ARGS)
 
 export: setup  ## runs/<RUN>/export/: both levels folded (stock Caffe, OpenCV), ONNX, int8, ncnn; checked; README
-	$(PY) tools/export.py --run runs/$(RUN) $(if $(IMAGES),--images "$(IMAGES)",)
+	$(PY) tools/export.py --run runs/$(RUN) $(if $(IMAGES),--images "$(IMAGES)",) $(if $(DATA),--celeba "$(DATA)",)
 
 timing: setup  ## runs/<RUN>/timing.json: every backend at batch 1 and 64 (uses runs/<RUN>/export/ when there)
 	$(PY) tools/forward_timing.py --run runs/$(RUN) $(if $(IMAGES),--images "$(IMAGES)",)

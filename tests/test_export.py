@@ -261,3 +261,23 @@ def test_the_runtime_does_not_import_data_prep():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+def test_export_tool_reads_a_celeba_layout_split(models, mtfl, tmp_path):
+    """--celeba: the set's own val split checks the export, its train split calibrates."""
+    root = tmp_path / "celeba"
+    (root / "Img" / "img_celeba").mkdir(parents=True)
+    (root / "Anno").mkdir()
+    (root / "Eval").mkdir()
+    names = sorted(p.name for p in (mtfl / "faces").glob("*.jpg"))
+    rows = {line.split()[0].split("\\")[-1]: line.split()[1:11] for line in (mtfl / "training.txt").read_text().splitlines()}
+    for name in names:
+        (root / "Img" / "img_celeba" / name).write_bytes((mtfl / "faces" / name).read_bytes())
+    (root / "Anno" / "list_landmarks_celeba.txt").write_text(
+        "".join(f"{n} " + " ".join(f"{x} {y}" for x, y in zip(rows[n][:5], rows[n][5:])) + "\n" for n in names))
+    splits = ["1" if i < 5 else "0" for i in range(len(names))]  # 5 val, the rest train
+    (root / "Eval" / "list_eval_partition.txt").write_text("".join(f"{n} {s}\n" for n, s in zip(names, splits)))
+    out = tmp_path / "one"
+    result = _tool(*models[0], "--out", str(out), "--celeba", str(root), "--calibration", "4")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert json.loads((out / "export.json").read_text())["check_images"] == 5

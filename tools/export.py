@@ -9,13 +9,15 @@ against the original net in our Caffe on real images.
 
 Images come from an MTFL folder (`training.txt` + images; default ../shared/data/mtfl beside
 the repository): every 10th image is the validation split (agreement and accuracy), the first
---calibration of the others calibrate int8. The float formats must agree within 1e-4 of the
+--calibration of the others calibrate int8. Or from a CelebA-layout set (`--celeba ROOT`, e.g.
+a converted MTFL with its own partition): its val split checks, its train split calibrates. The float formats must agree within 1e-4 of the
 normalised output; the command exits 1 when one does not.
 """
 import argparse
 import sys
 from pathlib import Path
 
+from data_prep import celeba
 from data_prep.celeba import DataError
 from data_prep.mtfl import read_mtfl, split
 from landmarks.backends import caffe_input_size
@@ -34,7 +36,9 @@ def parse_args(argv=None):
     parser.add_argument("weights", nargs="?", help="its caffemodel")
     parser.add_argument("--out", help="output folder for one net")
     parser.add_argument("--run", help="a run folder: export both levels into RUN/export/")
-    parser.add_argument("--images", default=str(DEFAULT_IMAGES), help=f"MTFL folder (default {DEFAULT_IMAGES})")
+    data = parser.add_mutually_exclusive_group()
+    data.add_argument("--images", default=str(DEFAULT_IMAGES), help=f"MTFL folder (default {DEFAULT_IMAGES})")
+    data.add_argument("--celeba", help="CelebA-layout root with list_eval_partition.txt (val checks, train calibrates)")
     parser.add_argument("--calibration", type=int, default=DEFAULT_CALIBRATION,
                         help=f"int8 calibration images (default {DEFAULT_CALIBRATION})")
     parser.add_argument("--validation", type=int, default=DEFAULT_VALIDATION,
@@ -49,10 +53,22 @@ def parse_args(argv=None):
     return args
 
 
+def _samples(args):
+    """(validation, calibration) lists of (image path, (5, 2) true points)."""
+    if not args.celeba:
+        return split(read_mtfl(args.images), args.calibration, args.validation)
+    dataset = celeba.load(args.celeba, split="official")
+    pick = lambda name, count: [(dataset.image_path(e.name), e.points) for e in dataset.split(name)][:count]
+    validation, calibration = pick("val", args.validation), pick("train", args.calibration)
+    if not validation or not calibration:
+        raise DataError(f"{args.celeba}: needs images in both the val and the train split")
+    return validation, calibration
+
+
 def main(argv=None):
     args = parse_args(argv)
     try:
-        validation, calibration = split(read_mtfl(args.images), args.calibration, args.validation)
+        validation, calibration = _samples(args)
         if args.run:
             from landmarks.export_run import export_run
 
