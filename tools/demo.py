@@ -15,9 +15,9 @@ import cv2
 
 from data_prep.celeba import DataError, read_landmarks
 from landmarks.images import ImageError, read_bgr
-from landmarks import runs
+from landmarks import backends, runs
 from landmarks.draw import annotate
-from landmarks.inference import Cascade, DeployNet
+from landmarks.inference import Cascade
 from landmarks.labels import POINT_NAMES
 from landmarks.metrics import image_errors
 
@@ -32,6 +32,8 @@ def parse_args(argv=None):
     parser.add_argument("--landmarks", help="CelebA-format landmark file: draws the truth of the images it names")
     parser.add_argument("--out", help=f"output folder (default RUN/demo with --run, else {DEFAULT_OUT})")
     parser.add_argument("--output-blob", help="the nets' output blob (default fc2, else the last output)")
+    parser.add_argument("--backend", default="caffe", choices=("caffe", "opencv"),
+                        help="runtime for the Caffe files (landmarks.backends; default caffe)")
     args = parser.parse_args(argv)
     runs.check_model_arguments(parser, args)
     return args
@@ -64,9 +66,9 @@ def main(argv=None):
             raise SystemExit(str(exc))
         truths = {name: points for name, points, _ in rows}
     try:
-        cascade = Cascade(DeployNet(*level1, output=args.output_blob),
-                          DeployNet(*level2, output=args.output_blob) if level2 else None)
-    except FileNotFoundError as exc:
+        cascade = Cascade(backends.load(args.backend, level1, output=args.output_blob),
+                          backends.load(args.backend, level2, output=args.output_blob) if level2 else None)
+    except (FileNotFoundError, ValueError) as exc:
         raise SystemExit(str(exc))
     out_dir.mkdir(parents=True, exist_ok=True)
     failed = 0
