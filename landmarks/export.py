@@ -72,6 +72,7 @@ def export_net(deploy, weights, out_dir, check_inputs, calibration_inputs, echo=
     preprocessed real images) against the original net in our Caffe. Returns the record that
     export.json holds: {"files": {format: [paths]}, "sizes", "fold", "agreement", "skipped"}."""
     out_dir = Path(out_dir)
+    fold.read_model(deploy, weights)  # a clear ModelError before Caffe would abort on a mismatch
     out_dir.mkdir(parents=True, exist_ok=True)
     original = backends.load("caffe", (deploy, weights))
     size = original.size

@@ -234,15 +234,22 @@ def write_model(net, params, deploy_out, weights_out, source=""):
     write_bytes(weights_out, weights_message(net, params).SerializeToString())
 
 
-def fold_model(deploy, weights, deploy_out, weights_out, ours_out=None):
-    """Reads a model, folds it, writes it (and, given ours_out, the prototxt of
-    `with_our_depthwise`); returns the FoldReport as a dict."""
+def read_model(deploy, weights):
+    """(NetParameter, params) of a deploy prototxt + caffemodel; ModelError naming the file
+    when the caffemodel lacks weights for one of the prototxt's layers that needs them."""
     net = read_net(deploy)
     params = read_weights(weights)
     missing = [l.name for l in net.layer if l.type in CONVOLUTIONS + ("BatchNorm", "Scale", "InnerProduct")
                and l.name not in params]
     if missing:
         raise ModelError(f"{weights}: no weights for layer(s) {', '.join(missing[:5])} of {deploy}")
+    return net, params
+
+
+def fold_model(deploy, weights, deploy_out, weights_out, ours_out=None):
+    """Reads a model, folds it, writes it (and, given ours_out, the prototxt of
+    `with_our_depthwise`); returns the FoldReport as a dict."""
+    net, params = read_model(deploy, weights)
     folded, folded_params, report = fold(net, params)
     write_model(folded, folded_params, deploy_out, weights_out, source=str(deploy))
     if ours_out:

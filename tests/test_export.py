@@ -180,7 +180,13 @@ def test_export_tool_writes_one_net(models, mtfl, tmp_path):
 def test_export_tool_refuses_bad_input_in_one_line(models, mtfl, tmp_path):
     not_a_net = tmp_path / "bad.prototxt"
     not_a_net.write_text("layer { this is not a net")
-    for args in ((str(not_a_net), models[0][1]), (models[0][0], str(tmp_path / "missing.caffemodel"))):
+    stored = caffe_pb2.NetParameter()
+    stored.ParseFromString(Path(models[0][1]).read_bytes())
+    stored.layer[1].name = "renamed"  # conv1's weights under another name: Caffe would abort
+    other = tmp_path / "other.caffemodel"
+    other.write_bytes(stored.SerializeToString())
+    for args in ((str(not_a_net), models[0][1]), (models[0][0], str(tmp_path / "missing.caffemodel")),
+                 (models[0][0], str(other))):
         result = _tool(*args, "--out", str(tmp_path / "x"), "--images", str(mtfl))
         assert result.returncode == 2, result.stderr
         assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
