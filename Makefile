@@ -26,6 +26,7 @@ CROPS     ?= auto
 LOSS      ?= auto
 ITERS     ?= 0
 REBUILD   ?=
+IMAGES    ?=
 RUN_ARGS = --dataset "$(DATA)" --dataset-format "$(DATASET)" --schedule $(SCHEDULE) --gpu "$(GPU)" --depthwise $(DEPTHWISE) \
            --format $(FORMAT) --thresh $(THRESH) --input-size $(SIZE) --count $(COUNT) --seed $(SEED) \
            --limit $(LIMIT) $(if $(filter 1 yes true,$(RESUME)),--resume,) $(if $(AUG),--augment $(AUG),) \
@@ -37,7 +38,7 @@ VENV_STAMP    := $(VENV)/.deps-stamp
 DEBS_STAMP    := build/.debs-stamp
 CUDA_STAMP    := build/.caffe-cuda-stamp
 
-.PHONY: help setup test prototxt clean-caffe data level1 crops level2 demo report cuda-build gpu-kit
+.PHONY: help setup test prototxt clean-caffe data level1 crops level2 demo report export timing cuda-build gpu-kit
 
 help:  ## this list
 	@grep -E '^[a-z0-9_-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 16
@@ -58,6 +59,9 @@ help:  ## this list
 	@echo "  SIZE=48         input side        LIMIT=0      use only the first N images"
 	@echo "  RESUME=1        continue training from the newest whole .solverstate of this run"
 	@echo "  REBUILD=1       rebuild the data even when its manifest.json says it is current"
+	@echo "  IMAGES=         export: a folder of real faces to check and calibrate on (default ../shared/data/mtfl),"
+	@echo "                  or DATA= a dataset root (its val split checks, its train split calibrates);"
+	@echo "                  timing: a folder of JPEGs"
 	@echo "  CAFFE_GPU=auto  setup: CUDA build auto | 0 (CPU-only) | 1 (required)"
 	@echo "  PYTEST_ARGS=    extra pytest arguments for make test"
 
@@ -68,9 +72,10 @@ $(DEBS_STAMP): caffe_ext/install_debs.sh
 	bash caffe_ext/install_debs.sh
 	@mkdir -p build && touch $@
 
-$(VENV_STAMP): requirements.txt pyproject.toml $(DEBS_STAMP)
+$(VENV_STAMP): requirements.txt requirements-pnnx.txt pyproject.toml $(DEBS_STAMP)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check -r requirements.txt
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps -r requirements-pnnx.txt
 	$(PY) -m pip install -q --disable-pip-version-check --no-deps -e .
 	touch $@
 
@@ -107,6 +112,12 @@ level2: setup  ## train level 2, run the cascade on every image, compare with le
 
 demo: setup  ## the whole chain on synthetic CelebA with the CPU schedule, in runs/demo/
 	$(PY) tools/run.py demo --run $(if $(filter default,$(RUN)),demo,$(RUN)) $(RUN_ARGS)
+
+export: setup  ## runs/<RUN>/export/: both levels folded (stock Caffe, OpenCV), ONNX, int8, ncnn; checked; README
+	$(PY) tools/export.py --run runs/$(RUN) $(if $(DATA),--dataset "$(DATA)",$(if $(IMAGES),--dataset "$(IMAGES)",))
+
+timing: setup  ## runs/<RUN>/timing.json: every backend at batch 1 and 64 (uses runs/<RUN>/export/ when there)
+	$(PY) tools/forward_timing.py --run runs/$(RUN) $(if $(IMAGES),--images "$(IMAGES)",)
 
 report: setup  ## rebuild runs/<RUN>/report.md from what the run folder holds
 	$(PY) tools/run.py report --run $(RUN)

@@ -23,7 +23,8 @@ import cv2
 import numpy as np
 
 from landmarks.labels import as_rows, normalise
-from data_prep import build, images, synthetic
+from data_prep import build, synthetic
+from landmarks import images
 
 TARGET_SPEEDUP = 6.0  # issue 3, on 2 cores
 DEFAULT_COUNT = 400

@@ -26,8 +26,9 @@ from landmarks import checks
 from landmarks.crop import crop_box
 from landmarks.labels import as_rows, normalise
 from landmarks.metrics import image_errors
+from landmarks import images
 from landmarks.progress import bar as progress_bar
-from data_prep import augment, dataset, errata, images, manifest, writers
+from data_prep import augment, dataset, errata, manifest, writers
 from data_prep.dataset import DataError, Problem
 from data_prep.preview import contact_sheet
 

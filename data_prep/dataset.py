@@ -276,7 +276,7 @@ def load(root, fmt="auto", variant="wild", split="official", train_fraction=DEFA
                                 val_fraction=val_fraction, seed=seed, limit=limit)
     if errata:
         from data_prep import errata as known_errors
-        from data_prep.images import ImageError, probe
+        from landmarks.images import ImageError, probe
 
         def image_size(entry):
             try:

@@ -4,7 +4,7 @@ import cv2
 import numpy as np
 
 from landmarks.labels import as_points, denormalise
-from data_prep.images import frame_to_output
+from landmarks.images import frame_to_output
 
 # One colour per point (BGR), in SPEC order: left eye, right eye, nose, mouth left, mouth right.
 POINT_COLOURS = ((0, 255, 0), (0, 255, 255), (255, 0, 255), (255, 128, 0), (0, 128, 255))

@@ -24,7 +24,8 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from data_prep import augment, dataset as datasets, images
+from data_prep import augment, dataset as datasets
+from landmarks import images
 from landmarks.atomic import write_json, write_text
 
 STRESS = augment.AugmentConfig(copies=1, flip=0.5, rotate=60.0, scale=0.1, shift=0.05, zoom=1.8, rotate_any=0.0,

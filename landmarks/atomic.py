@@ -1,4 +1,4 @@
-"""Owns writing a file so that it is never seen half-written: the text goes to a temporary
+"""Owns writing a file so that it is never seen half-written: the text (or bytes) goes to a temporary
 name beside the target (its folder is created if needed), which is then renamed over it."""
 import json
 import os
@@ -13,6 +13,23 @@ def write_text(path, text):
     try:
         with open(tmp, "w", encoding="utf-8") as fh:
             fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def write_bytes(path, data):
+    """Write `data` (bytes) to `path` through a temporary name; returns the path."""
+    path = os.fspath(path)
+    folder, name = os.path.split(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    tmp = os.path.join(folder, f".{name}.tmp{os.getpid()}")
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

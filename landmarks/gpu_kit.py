@@ -40,7 +40,7 @@ SYSTEM_LIBS = ("linux-vdso", "ld-linux", "libc.so", "libm.so", "libpthread", "li
                "libstdc++", "libgcc_s", "libcuda.so", "libcudart", "libcublas", "libcublasLt", "libcurand")
 # This project's modules that the kit's cascade imports (pure Python: numpy, OpenCV, Pillow).
 PY_MODULES = ("landmarks/__init__.py", "landmarks/inference.py", "landmarks/crop.py", "landmarks/labels.py",
-              "landmarks/caffe_log.py", "data_prep/__init__.py", "data_prep/images.py")
+              "landmarks/caffe_log.py", "landmarks/images.py")
 # (solver file, iterations, mode, display): the GPU runs train "a few hundred" iterations;
 # the CPU-side run only proves the wiring.
 SOLVERS = (("solver_gpu.prototxt", 300, "GPU", 20), ("solver_gpu_all.prototxt", 100, "GPU", 10),

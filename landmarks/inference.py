@@ -2,7 +2,7 @@
 cascade on original images (level 1 on the whole image, the crop rule, level 2 on the crop,
 points mapped back to original-image pixels).
 
-Preprocessing is data_prep.images' (the same code that wrote the training data), the crop
+Preprocessing is landmarks.images' (the same code that wrote the training data), the crop
 rule is landmarks.crop's, the label convention landmarks.labels': none is restated here.
 """
 from dataclasses import dataclass
@@ -10,17 +10,22 @@ from pathlib import Path
 
 import numpy as np
 
-from data_prep.images import read_level1, read_level2
+from landmarks.images import read_level1, read_level2
 from landmarks.crop import crop_box
 from landmarks.labels import as_points, denormalise
 
 
-def check_model_files(deploy, weights):
-    """FileNotFoundError naming the first of a model's two files that is not there, or that
-    pycaffe would abort on (landmarks.model_check)."""
-    for path in (deploy, weights):
+def check_model_files(*paths):
+    """FileNotFoundError naming the first of a model's files that is not there."""
+    for path in paths:
         if not Path(path).is_file():
             raise FileNotFoundError(f"{path}: no such file")
+
+
+def check_caffe_model(deploy, weights):
+    """check_model_files, then what pycaffe would abort on (landmarks.model_check), as a
+    FileNotFoundError naming the file."""
+    check_model_files(deploy, weights)
     from landmarks.model_check import check_model
 
     check_model(deploy, weights)
@@ -32,7 +37,7 @@ class DeployNet:
     def __init__(self, deploy, weights, output=None):
         import caffe
 
-        check_model_files(deploy, weights)
+        check_caffe_model(deploy, weights)
         self.deploy, self.weights = str(deploy), str(weights)
         self.net = caffe.Net(self.deploy, caffe.TEST, weights=self.weights)
         self.input = self.net.inputs[0]

@@ -10,7 +10,7 @@ import os
 import caffe
 from caffe import layers as L, params as P
 
-from data_prep.images import MEAN_VALUE  # the one owner of the input convention
+from landmarks.images import MEAN_VALUE  # the one owner of the input convention
 
 DEPTHWISE_CHOICES = ("layer", "group")
 LOSS_CHOICES = ("euclidean", "wing")

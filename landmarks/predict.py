@@ -18,7 +18,7 @@ from pathlib import Path
 import cv2
 from tqdm import tqdm
 
-from data_prep.images import ImageError, read_bgr
+from landmarks.images import ImageError, read_bgr
 from landmarks.atomic import write_text
 from landmarks.draw import annotate
 

@@ -62,10 +62,26 @@ def _metrics_table(metrics):
 
 
 def _timing_table(timing):
-    rows = ["| what | backend | batch | median ms | p90 ms | ms per image |", "|---|---|---|---|---|---|"]
-    for row in timing.get("rows", []):
-        rows.append(f"| {row['what']} | {row['backend']} | {row['batch']} | {row['median_ms']:.3f} "
-                    f"| {row['p90_ms']:.3f} | {row['median_ms'] / row['batch']:.3f} |")
+    from landmarks.timing import format_table  # the one table forward_timing prints and the README shows
+
+    return format_table(timing) + "\n"
+
+
+def _export_table(exported):
+    """Each exported format: bytes per level and the largest difference from the original
+    Caffe cascade on the validation images; the int8 error change."""
+    rows = ["| format | bytes (" + " + ".join(exported["levels"]) + ") | max difference, cascade (normalised) |",
+            "|---|---|---|"]
+    agreement = exported.get("cascade", {}).get("agreement", {})
+    for fmt, diff in agreement.items():
+        key = "caffe" if fmt == "opencv" else fmt
+        sizes = " + ".join(f"{net['sizes'].get(key, 0):,}" for net in exported["levels"].values())
+        rows.append(f"| {fmt} | {sizes} | {diff['cascade']:.2g} |")
+    errors = exported.get("cascade", {}).get("errors", {}).get("onnxruntime-int8")
+    if errors:
+        base = exported["cascade"]["original"]["cascade"]
+        change = ", ".join(f"{name} {_pct(base[name])} -> {_pct(errors['cascade'][name])}" for name in base)
+        rows.append(f"\nint8 cascade mean error on {exported['validation_images']} validation images: {change}")
     return "\n".join(rows) + "\n"
 
 
@@ -117,6 +133,9 @@ def write_report(run_dir):
             out.append("\n| model | file | bytes | stored values |\n|---|---|---|---|\n")
             out.extend(f"| {name} | `{s['path']}` | {s['bytes']:,} | {s.get('values', '–'):,} |\n"
                        for name, s in sizes.items())
+    exported = _load(run_dir / "export" / "export.json")
+    if exported:
+        out.append("\n## Deployment (`export/`, see its README.md)\n\n" + _export_table(exported))
     diagram = run_dir / "plots" / "network.png"
     if diagram.exists():
         out.append("\n## Network (level 1 and 2 share it)\n\n" + _image(run_dir, diagram, "network"))

@@ -1,19 +1,23 @@
-"""Owns forward-speed measurement of trained models, and the two model-file chores it needs:
-rewriting our (or the released models') `ConvolutionDepthwise` layers as stock grouped
-`Convolution` so that OpenCV's dnn can read the net, and counting a caffemodel's size.
+"""Owns forward-speed measurement of trained models in every inference backend
+(landmarks.backends), side by side in one process, and counting a caffemodel's size.
 
-`time_models` times, for each backend (pycaffe on CPU, on GPU when the build and the machine
-have one, and OpenCV's dnn on CPU), at batch 1 and at a large batch:
+`time_models` times, for each backend, at batch 1 and at a large batch:
 - "level1" / "level2": one network forward on already-preprocessed inputs (input copy and
   output read-back included, as a caller sees them);
 - "cascade": the whole chain from JPEG files on disk to final points in original pixels:
   decode, resize, level 1, the crop rule, decode and crop again, level 2, map back. It runs
-  landmarks.inference.Cascade unchanged; OpenCV nets plug into it through `OpenCVNet`, which
-  has DeployNet's `forward` / `size` interface.
+  landmarks.inference.Cascade unchanged on each backend's nets.
+Backends: `caffe` (the original model in our Caffe, CPU), `caffe-folded` (landmarks.fold's
+model in our Caffe, with our ConvolutionDepthwise layer, which beats stock grouped convolution), `caffe-gpu` (the original on GPU, where the build and the machine have
+one), `opencv` (the folded model in OpenCV's dnn), `onnxruntime`, `onnxruntime-int8` and
+`ncnn` (landmarks.export's files). The exported files come from an export folder when it
+matches the models (runs/<RUN>/export/), else they are made in a temporary folder from the
+timing images (the int8 model is then calibrated on those few images).
 Each figure is the median and 90th percentile over `repeats` timed calls after `warmup`
 untimed ones. Images repeat (cyclically) to fill a large batch and are in the OS file cache
 after the warm-up, so the cascade rows measure decoding, not disk reads.
 """
+import json
 import os
 import platform
 import tempfile
@@ -23,49 +27,24 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from google.protobuf import text_format
 
-from data_prep.images import read_level1, read_level2
+from landmarks import backends as runtimes
 from landmarks import caffe_runtime
-from landmarks.inference import Cascade, DeployNet, check_model_files
-from landmarks.labels import as_points
+from landmarks.crop import crop_box
+from landmarks.images import read_level1, read_level2
+from landmarks.inference import Cascade
 from landmarks.runs import LEVELS
 
-DEPTHWISE_TYPE = "ConvolutionDepthwise"
-BACKENDS = ("caffe-cpu", "caffe-gpu", "opencv-cpu")
+BACKENDS = ("caffe", "caffe-folded", "caffe-gpu", "opencv", "onnxruntime", "onnxruntime-int8", "ncnn")
+# backend -> (runtime, which files: "original" or an export record's "files" key)
+_SOURCES = {"caffe": ("caffe", "original"), "caffe-gpu": ("caffe", "original"), "caffe-folded": ("caffe", "caffe-depthwise"),
+            "opencv": ("opencv", "caffe"), "onnxruntime": ("onnxruntime", "onnxruntime"),
+            "onnxruntime-int8": ("onnxruntime", "onnxruntime-int8"), "ncnn": ("ncnn", "ncnn")}
 DEFAULT_REPEATS = 30  # enough for a stable p90 while a batch-64 cascade stays a few seconds
 DEFAULT_WARMUP = 3  # first calls allocate buffers, fill caches and (GPU) initialise cuDNN/cuBLAS
 DEFAULT_LARGE_BATCH = 64  # the demo schedule's training batch; CelebA-scale evaluation batches
 SYNTHETIC_IMAGES = 8  # enough variety of image sizes for the cascade row
 INPUT_VARIANTS = 8  # distinct preprocessed batches per forward row (memory: 8 x batch x 27 KB)
-
-
-def _read_net(path):
-    from caffe.proto import caffe_pb2
-
-    with open(path) as handle:
-        return text_format.Merge(handle.read(), caffe_pb2.NetParameter())
-
-
-def to_group_convolution(deploy_in, deploy_out):
-    """Writes deploy_in to deploy_out with every ConvolutionDepthwise layer turned into a
-    stock Convolution with group = num_output (the same computation, the same C x 1 x k x k
-    weight blob, so a caffemodel saved with either type loads into both). Returns how many
-    layers were rewritten (0: the copy is the same net)."""
-    net = _read_net(deploy_in)
-    rewritten = 0
-    for layer in net.layer:
-        if layer.type == DEPTHWISE_TYPE:
-            layer.type = "Convolution"
-            layer.convolution_param.group = layer.convolution_param.num_output
-            rewritten += 1
-    deploy_out = Path(deploy_out)
-    deploy_out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = deploy_out.with_name(f".{deploy_out.name}.tmp-{os.getpid()}")
-    tmp.write_text(f"# {deploy_in} with {DEPTHWISE_TYPE} rewritten as grouped Convolution "
-                   f"(landmarks.timing.to_group_convolution)\n" + text_format.MessageToString(net))
-    tmp.replace(deploy_out)
-    return rewritten
 
 
 def model_size(weights):
@@ -79,46 +58,6 @@ def model_size(weights):
     values = sum(len(b.data) + len(b.double_data) for layer in list(net.layer) + list(net.layers)
                  for b in layer.blobs)
     return {"path": str(weights), "bytes": len(data), "values": int(values)}
-
-
-def _input_size(net):
-    """The input side S of a deploy NetParameter (Input layer, or the old input_shape/input_dim)."""
-    for layer in net.layer:
-        if layer.type == "Input" and layer.input_param.shape:
-            return int(layer.input_param.shape[0].dim[-1])
-    if net.input_shape:
-        return int(net.input_shape[0].dim[-1])
-    if net.input_dim:
-        return int(net.input_dim[-1])
-    raise ValueError("the net declares no input shape")
-
-
-class OpenCVNet:
-    """A deploy prototxt + caffemodel in OpenCV's dnn (CPU), with DeployNet's interface
-    (`forward(batch) -> (N, k, 2)`, `size`), so that inference.Cascade can run on it.
-    ConvolutionDepthwise layers, which OpenCV does not know, are rewritten on the way in."""
-
-    def __init__(self, deploy, weights, output=None):
-        check_model_files(deploy, weights)
-        self.deploy, self.weights = str(deploy), str(weights)
-        self.size = _input_size(_read_net(deploy))
-        with tempfile.TemporaryDirectory() as tmp:
-            readable = Path(tmp) / "deploy_group.prototxt"
-            self.rewritten = to_group_convolution(deploy, readable)
-            # OpenCV matches the caffemodel's blobs to layers by name, not type: the weights
-            # of a ConvolutionDepthwise model load unchanged.
-            self.net = cv2.dnn.readNetFromCaffe(str(readable), self.weights)
-        self.net.setPreferableBackend(cv2.dnn.DNN_BACKEND_OPENCV)
-        self.net.setPreferableTarget(cv2.dnn.DNN_TARGET_CPU)
-        # Same rule as DeployNet: the released models and ours end in fc2.
-        self.output = output or ("fc2" if "fc2" in self.net.getLayerNames() else "")
-
-    def forward(self, batch):
-        """(N, 3, S, S) float32 -> (N, k, 2) normalised points."""
-        batch = np.ascontiguousarray(batch, dtype=np.float32)
-        self.net.setInput(batch)
-        out = self.net.forward(self.output) if self.output else self.net.forward()
-        return as_points(out.reshape(batch.shape[0], -1))
 
 
 def synthetic_images(out_dir, count=SYNTHETIC_IMAGES, seed=0):
@@ -153,14 +92,6 @@ def _batch_of(items, start, size):
     return list(islice(cycle(items), start % len(items), start % len(items) + size))
 
 
-def _load(backend, model):
-    if model is None:
-        return None
-    if backend.startswith("opencv"):
-        return OpenCVNet(*model)
-    return DeployNet(*model)
-
-
 def _set_caffe_mode(backend):
     import caffe
 
@@ -172,8 +103,51 @@ def _set_caffe_mode(backend):
 
 
 def default_backends():
-    """Caffe CPU and OpenCV CPU always; Caffe GPU when the build and the machine have one."""
-    return ["caffe-cpu"] + (["caffe-gpu"] if caffe_runtime.gpu_count() > 0 else []) + ["opencv-cpu"]
+    """Every backend whose runtime is installed; caffe-gpu only where the build and the machine
+    have a GPU."""
+    chosen = []
+    for backend in BACKENDS:
+        if backend == "caffe-gpu" and caffe_runtime.gpu_count() == 0:
+            continue
+        if runtimes.unavailable(_SOURCES[backend][0]) is None:
+            chosen.append(backend)
+    return chosen
+
+
+def _matching_export(folder, level, model):
+    """The export record of `level` in `folder` when it was made from this very model, else None."""
+    if folder is None:
+        return None
+    path = Path(folder) / level / "export.json"
+    if not path.is_file():
+        return None
+    record = json.loads(path.read_text())
+    source = record.get("source", {})
+    same = Path(source.get("weights", "")).resolve() == Path(model[1]).resolve() and \
+        Path(source.get("deploy", "")).resolve() == Path(model[0]).resolve()
+    return record if same else None
+
+
+def exports(models, inputs, export_dir, tmp):
+    """{level: export record}: from export_dir when it matches the models, else made in tmp."""
+    from landmarks.export import export_net
+
+    records = {}
+    for level, model in models.items():
+        if model is None:
+            continue
+        records[level] = _matching_export(export_dir, level, model) or \
+            export_net(*model, Path(tmp) / "export" / level, inputs[level], inputs[level], echo=lambda *a: None)
+    return records
+
+
+def backend_files(backend, level, model, record):
+    """(runtime, files) of a backend for one level, or None when the export lacks that format."""
+    runtime, key = _SOURCES[backend]
+    if key == "original":
+        return runtime, model
+    files = record["files"].get(key)
+    return (runtime, files) if files else None
 
 
 def _environment():
@@ -193,47 +167,58 @@ def _environment():
 
 
 def time_models(level1, level2=None, images=None, repeats=DEFAULT_REPEATS, warmup=DEFAULT_WARMUP,
-                batch=1, large_batch=DEFAULT_LARGE_BATCH, backends=None, progress=None):
+                batch=1, large_batch=DEFAULT_LARGE_BATCH, backends=None, progress=None, export_dir=None):
     """Times level 1, level 2 (when given) and the cascade; returns the JSON-ready result:
     {"rows": [{"what", "backend", "batch", "median_ms", "p90_ms", "per_image_ms", "repeats"}],
-     "model_sizes": {"level1": {"path", "bytes", "values"}, ...}, "images": {...}, "settings": {...},
-     "environment": {...}}.
+     "model_sizes": {"level1": {"path", "bytes", "values"}, ...} (the original caffemodels),
+     "backend_sizes": {backend: {level: bytes of its model files}}, "skipped": {backend: why},
+     "images": {...}, "settings": {...}, "environment": {...}}.
 
     level1 / level2: (deploy prototxt, caffemodel). images: JPEG paths (None: a few synthetic
-    ones in a temporary folder). progress: None, or a callable given each finished row."""
+    ones in a temporary folder). export_dir: a landmarks.export_run folder to take the
+    exported files from. progress: None, or a callable given each finished row."""
     models = {"level1": level1, "level2": level2}
     backends = list(backends or default_backends())
     unknown = set(backends) - set(BACKENDS)
     if unknown:
         raise ValueError(f"unknown backend(s) {sorted(unknown)}; choose from {BACKENDS}")
     batches = sorted({int(batch), int(large_batch)})
+    skipped = {}
     with tempfile.TemporaryDirectory() as tmp:
         source = "given"
         if not images:
             images, source = synthetic_images(Path(tmp) / "images"), "synthetic (data_prep.synthetic)"
         images = [str(p) for p in images]
         # Inputs for the forward-only rows: real preprocessed images and the crops that
-        # level 1 (Caffe CPU) gives them, as the cascade would feed the nets.
-        _set_caffe_mode("caffe-cpu")
-        reference = Cascade(_load("caffe-cpu", level1), _load("caffe-cpu", level2))
+        # level 1 (the original model in Caffe, CPU) gives them, as the cascade would feed the nets.
+        _set_caffe_mode("caffe")
+        reference = Cascade(*(runtimes.load("caffe", m) for m in (level1, level2) if m))
         first, sizes = reference.level1_batch(images)
-        inputs = {"level1": [read_level1(p, reference.level1.size)[0] for p in images]}
+        inputs = {"level1": np.stack([read_level1(p, reference.level1.size)[0] for p in images])}
         if level2 is not None:
-            _, boxes = reference.level2_batch(images, first, sizes)
-            inputs["level2"] = [read_level2(p, b, reference.level2.size)[0] for p, b in zip(images, boxes)]
-        rows = []
+            boxes = [crop_box(pt, *sz) for pt, sz in zip(first, sizes)]
+            inputs["level2"] = np.stack([read_level2(p, b, reference.level2.size)[0] for p, b in zip(images, boxes)])
+        records = exports(models, inputs, export_dir, tmp) if set(backends) - {"caffe", "caffe-gpu"} else {}
+        rows, backend_sizes = [], {}
         try:
             for backend in backends:
+                reason = runtimes.unavailable(_SOURCES[backend][0])
+                chosen = {lv: backend_files(backend, lv, m, records.get(lv)) for lv, m in models.items() if m}
+                if reason or not all(chosen.values()):
+                    skipped[backend] = reason or "the export lacks this format: " + "; ".join(
+                        records[lv]["skipped"].get(_SOURCES[backend][1], "not written") for lv, f in chosen.items() if not f)
+                    continue
                 if backend.startswith("caffe"):
                     _set_caffe_mode(backend)
-                cascade = Cascade(_load(backend, level1), _load(backend, level2))
-                nets = {"level1": cascade.level1, "level2": cascade.level2}
+                nets = {lv: runtimes.load(runtime, files, size=inputs[lv].shape[-1]) for lv, (runtime, files) in chosen.items()}
+                backend_sizes[backend] = {lv: sum(Path(f).stat().st_size for f in files) for lv, (_, files) in chosen.items()}
+                cascade = Cascade(nets["level1"], nets.get("level2"))
                 for size in batches:
                     for level in LEVELS:
-                        if nets[level] is None:
+                        if level not in nets:
                             continue
                         # a few different batches in turn, not one (a repeated input could flatter caches)
-                        stacks = [np.stack(_batch_of(inputs[level], i * size, size))
+                        stacks = [np.stack(_batch_of(list(inputs[level]), i * size, size))
                                   for i in range(min(len(images), INPUT_VARIANTS))]
                         times = measure(lambda i: nets[level].forward(stacks[i % len(stacks)]), repeats, warmup)
                         rows.append(_row(level, backend, size, times))
@@ -250,10 +235,12 @@ def time_models(level1, level2=None, images=None, repeats=DEFAULT_REPEATS, warmu
                     if progress:
                         progress(rows[-1])
         finally:
-            _set_caffe_mode("caffe-cpu")
+            _set_caffe_mode("caffe")
     return {
         "rows": rows,
         "model_sizes": {name: dict(model_size(m[1]), deploy=str(m[0])) for name, m in models.items() if m},
+        "backend_sizes": backend_sizes,
+        "skipped": skipped,
         "images": {"source": source, "count": len(images),
                    "mean_size": [float(np.mean([s[0] for s in sizes])), float(np.mean([s[1] for s in sizes]))],
                    "paths": images if source == "given" else []},
@@ -277,14 +264,72 @@ def _row(what, backend, batch, times):
             "min_ms": float(times.min()), "repeats": int(len(times))}
 
 
+def caffe_layer_times(deploy, weights, iterations=1000):
+    """`caffe time` (the C++ per-layer timers, batch as the prototxt says: 1) on one model;
+    {"total_ms", "by_type": {type: {"ms", "share", "layers"}}, "by_layer": {name: ms}}, forward
+    only. Caffe feeds the Input layer zeros: data-dependent layers may look faster than on images."""
+    import subprocess
+
+    from landmarks.caffe_log import parse_time
+    from landmarks.fold import read_net
+
+    command = [caffe_runtime.caffe_binary(), "time", f"-model={deploy}", f"-weights={weights}",
+               f"-iterations={int(iterations)}"]
+    env = dict(os.environ, GLOG_minloglevel="0")  # the per-layer figures are glog INFO lines
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env)
+    layers, totals = parse_time(done.stdout + done.stderr)
+    if done.returncode != 0 or not layers:
+        raise RuntimeError(f"caffe time failed on {deploy}: {(done.stderr or done.stdout).strip()[-300:]}")
+    types = {layer.name: layer.type for layer in read_net(deploy).layer}
+    by_layer = {name: times.get("forward", 0.0) for name, times in layers.items()}
+    total = sum(by_layer.values())
+    by_type = {}
+    for name, ms in by_layer.items():
+        # Split layers are inserted by Caffe where a blob feeds two layers: not in the prototxt
+        entry = by_type.setdefault(types.get(name, "Split (inserted)"), {"ms": 0.0, "layers": 0})
+        entry["ms"] += ms
+        entry["layers"] += 1
+    for entry in by_type.values():
+        entry["share"] = entry["ms"] / total if total else 0.0
+    by_type = dict(sorted(by_type.items(), key=lambda kv: -kv[1]["ms"]))
+    return {"model": str(deploy), "iterations": int(iterations), "total_ms": total,
+            "forward_pass_ms": totals.get("Forward pass"), "by_type": by_type, "by_layer": by_layer}
+
+
+def format_layer_times(times):
+    lines = [f"caffe time, {times['model']}, batch 1, {times['iterations']} iterations: forward "
+             f"{times['forward_pass_ms']} ms (per-layer sum {times['total_ms']:.3f} ms)",
+             "| layer type | layers | ms | share |", "|---|---|---|---|"]
+    lines += [f"| {kind} | {e['layers']} | {e['ms']:.4f} | {100 * e['share']:.1f}% |" for kind, e in times["by_type"].items()]
+    slowest = sorted(times["by_layer"].items(), key=lambda kv: -kv[1])[:6]
+    lines.append("slowest layers: " + ", ".join(f"{name} {ms:.4f} ms" for name, ms in slowest))
+    return "\n".join(lines)
+
+
 def format_table(result):
-    """The rows and model sizes as a plain-text table."""
-    lines = [f"{'what':<9} {'backend':<11} {'batch':>5} {'median ms':>10} {'p90 ms':>9} {'ms/image':>9}"]
-    for row in result["rows"]:
-        lines.append(f"{row['what']:<9} {row['backend']:<11} {row['batch']:>5} {row['median_ms']:>10.3f} "
-                     f"{row['p90_ms']:>9.3f} {row['median_ms'] / row['batch']:>9.3f}")
-    lines.append("")
-    for name, size in result["model_sizes"].items():
-        lines.append(f"{name}: {size['path']}: {size['bytes']:,} bytes, {size['values']:,} stored values "
-                     f"({4 * size['values']:,} bytes as float32)")
+    """One markdown table: a row per backend; per level and the cascade, the median ms at the
+    small batch and the median ms per image at the large one; the model files' bytes."""
+    small, large = result["settings"]["batches"][0], result["settings"]["batches"][-1]
+    cells = {(r["backend"], r["what"], r["batch"]): r["median_ms"] for r in result["rows"]}
+    whats = [w for w in ("level1", "level2", "cascade") if any(k[1] == w for k in cells)]
+    names = {"level1": "level 1", "level2": "level 2", "cascade": "cascade JPEG->points"}
+    head = ["backend"] + [f"{names[w]}, {label}" for w in whats
+                          for label in (f"batch {small} ms", f"batch {large} ms/image")] + ["model bytes (" + " + ".join(
+                              w.replace("level", "L") for w in whats if w != "cascade") + ")"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for backend in dict.fromkeys(r["backend"] for r in result["rows"]):
+        row = [backend]
+        for what in whats:
+            for b in (small, large):
+                value = cells.get((backend, what, b))
+                row.append("-" if value is None else f"{value / (b if b == large else 1):.3f}")
+        sizes = result.get("backend_sizes", {}).get(backend, {})
+        row.append(" + ".join(f"{v:,}" for v in sizes.values()) or "-")
+        lines.append("| " + " | ".join(row) + " |")
+    for backend, why in result.get("skipped", {}).items():
+        lines.append(f"\n{backend}: skipped ({why})")
+    env = result.get("environment", {})
+    lines.append(f"\nMedians of {result['settings']['repeats']} calls after {result['settings']['warmup']} warm-up; "
+                 f"{env.get('cpu', '?')}, {env.get('cores_available', '?')} cores; {result['images']['count']} "
+                 f"{result['images']['source']} images.")
     return "\n".join(lines)

@@ -258,7 +258,7 @@ def _predict(paths, batch_fn, batch_size=64, desc="predict"):
     skipped. Returns (results by index, {index: reason})."""
     from landmarks.progress import bar as tqdm  # plain lines when stderr is not a terminal
 
-    from data_prep.images import ImageError
+    from landmarks.images import ImageError
 
     results, skipped = {}, {}
     with tqdm(total=len(paths), desc=desc, unit="img", file=sys.stderr) as bar:
@@ -442,7 +442,7 @@ def level2(settings):
     deploy, weights = _train_level(settings, 2, data_dir)
     root = dataset_path(settings)
     dataset = _dataset(settings, root)
-    from data_prep.images import probe
+    from landmarks.images import probe
     from data_prep.predictions import read_predictions
 
     first = read_predictions(run_dir(settings) / "level1" / "predictions.txt")

@@ -11,7 +11,7 @@ import h5py
 import numpy as np
 import pytest
 
-from data_prep.images import read_level1, read_level2
+from landmarks.images import read_level1, read_level2
 from data_prep.synthetic import render_sample
 from landmarks import caffe_runtime, nets
 from landmarks.crop import crop_box

@@ -100,7 +100,7 @@ def test_layout_formats_and_labels(celeba_root, tmp_path):
             assert row[13:] == ["0", "-"]
         # each sample is the whole image resized, as the inference path makes it
         first = os.path.join(manifest["source"]["image_dir"], rows[0][0])
-        from data_prep.images import read_level1
+        from landmarks.images import read_level1
         np.testing.assert_array_equal(read_level1(first)[0], data[0])
     # training order is shuffled; val and test keep CelebA order
     train_names = [r[0] for r in read_tsv(out, "train")]

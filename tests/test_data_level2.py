@@ -9,7 +9,7 @@ from landmarks.crop import crop_box
 from landmarks.labels import as_points
 from landmarks.metrics import image_errors
 from data_prep import celeba, level2, synthetic
-from data_prep.images import read_level2
+from landmarks.images import read_level2
 from data_prep.predictions import PredictionsError, read_predictions, write_predictions
 
 

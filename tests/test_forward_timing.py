@@ -1,5 +1,5 @@
-"""landmarks.timing and tools/forward_timing.py: the group-convolution rewrite against pycaffe
-and OpenCV's dnn, model sizes, and the timing JSON of a real (tiny) run."""
+"""landmarks.timing and tools/forward_timing.py: OpenCV's reading of depthwise nets against
+pycaffe, model sizes, and the timing JSON and table of a real (tiny) run in several backends."""
 import json
 import shutil
 import subprocess
@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 from caffe.proto import caffe_pb2
 
-from landmarks import runs, timing
+from landmarks import backends, runs, timing
+from landmarks.fold import DEPTHWISE_TYPE
 from landmarks.inference import DeployNet
-from landmarks.protoio import read_prototxt
 
 ROOT = Path(__file__).resolve().parent.parent
 TOOL = ROOT / "tools" / "forward_timing.py"
@@ -44,31 +44,18 @@ def weights(tmp_path_factory):
     return _usable_weights(LEVEL1, folder / "level1.caffemodel", 1), _usable_weights(LEVEL2, folder / "level2.caffemodel", 2)
 
 
-def test_group_rewrite_matches_the_depthwise_net_in_caffe_and_opencv(weights, tmp_path):
+def test_opencv_backend_reads_the_depthwise_net_as_caffe_runs_it(weights):
     stored = caffe_pb2.NetParameter()
     stored.ParseFromString(Path(weights[0]).read_bytes())
     # the caffemodel itself records the depthwise type: OpenCV must not need it rewritten
-    assert sum(layer.type == timing.DEPTHWISE_TYPE for layer in stored.layer) == DEPTHWISE_LAYERS
-    converted = tmp_path / "group.prototxt"
-    assert timing.to_group_convolution(LEVEL1, converted) == DEPTHWISE_LAYERS
-    net = read_prototxt(converted, caffe_pb2.NetParameter())
-    dwise = [layer for layer in net.layer if layer.name.endswith("/dwise")]
-    assert len(dwise) == DEPTHWISE_LAYERS
-    assert all(l.type == "Convolution" and l.convolution_param.group == l.convolution_param.num_output for l in dwise)
-
+    assert sum(layer.type == DEPTHWISE_TYPE for layer in stored.layer) == DEPTHWISE_LAYERS
     batch = np.random.default_rng(0).uniform(-127.5, 127.5, (3, 3, 48, 48)).astype(np.float32)
     original = DeployNet(LEVEL1, weights[0]).forward(batch)
     assert np.all(np.isfinite(original)) and np.ptp(original) > 1e-3
-    in_caffe = DeployNet(converted, weights[0]).forward(batch)
-    dnn = cv2.dnn.readNetFromCaffe(str(converted), weights[0])
-    dnn.setInput(batch)
-    in_opencv = dnn.forward("fc2").reshape(original.shape)
+    dnn = backends.OpenCVNet(LEVEL1, weights[0])  # rewrites ConvolutionDepthwise on the way in
+    assert dnn.rewritten == DEPTHWISE_LAYERS and dnn.size == 48
     scale = np.abs(original).max()
-    np.testing.assert_allclose(in_caffe, original, rtol=1e-4, atol=1e-4 * scale)
-    np.testing.assert_allclose(in_opencv, original, rtol=1e-4, atol=1e-4 * scale)
-    # OpenCVNet does the rewrite itself when given the depthwise prototxt
-    np.testing.assert_allclose(timing.OpenCVNet(LEVEL1, weights[0]).forward(batch), original, rtol=1e-4,
-                               atol=1e-4 * scale)
+    np.testing.assert_allclose(dnn.forward(batch), original, rtol=1e-4, atol=1e-4 * scale)
 
 
 def test_model_size_counts_every_stored_value(weights):
@@ -87,22 +74,31 @@ def _timing_tool(*args):
 
 def test_timing_json_of_both_levels_and_the_cascade(weights, tmp_path):
     out = tmp_path / "timing.json"
+    chosen = ["caffe", "caffe-folded", "opencv"] + (["onnxruntime"] if not backends.unavailable("onnxruntime") else [])
     stdout = _timing_tool("--l1", str(LEVEL1), weights[0], "--l2", str(LEVEL2), weights[1], "--json", str(out),
-                          "--backends", "caffe-cpu", "opencv-cpu")
+                          "--backends", *chosen)
     result = json.loads(out.read_text())
     rows = {(r["what"], r["backend"], r["batch"]): r for r in result["rows"]}
     assert set(rows) == {(what, backend, batch) for what in ("level1", "level2", "cascade")
-                         for backend in ("caffe-cpu", "opencv-cpu") for batch in (1, 4)}
+                         for backend in chosen for batch in (1, 4)}
     for row in rows.values():
         assert 0 < row["median_ms"] <= row["p90_ms"] < 60_000
         assert row["repeats"] == 3
-    for backend in ("caffe-cpu", "opencv-cpu"):
+    for backend in chosen:
         # the whole chain does strictly more than one of its forwards
         assert rows[("cascade", backend, 4)]["min_ms"] > rows[("level1", backend, 4)]["min_ms"]
     assert result["model_sizes"]["level1"] == {**timing.model_size(weights[0]), "deploy": str(LEVEL1)}
     assert result["model_sizes"]["level2"]["values"] == 242189
+    # the folded files (exported on the fly) are smaller than the original ones
+    sizes = result["backend_sizes"]
+    assert sizes["caffe"]["level1"] == Path(weights[0]).stat().st_size + LEVEL1.stat().st_size
+    assert sizes["opencv"]["level1"] < sizes["caffe"]["level1"]
     assert result["images"]["count"] == timing.SYNTHETIC_IMAGES
-    assert "opencv-cpu" in stdout and "242,189 stored values" in stdout
+    # one table: a line per backend, the columns of both levels and the cascade
+    table = [line for line in stdout.splitlines() if line.startswith("|")]
+    assert len(table) == 2 + len(chosen)
+    assert "cascade JPEG->points, batch 4 ms/image" in table[0]
+    assert all(any(line.startswith(f"| {b} |") for line in table) for b in chosen)
 
 
 def test_run_folder_gives_models_and_default_json(weights, tmp_path):
@@ -112,7 +108,7 @@ def test_run_folder_gives_models_and_default_json(weights, tmp_path):
     (level1 / "train.json").write_text(json.dumps({"status": "done", "final_weights": weights[0]}))
     images = tmp_path / "images"
     timing.synthetic_images(images, count=2, seed=3)
-    stdout = _timing_tool("--run", str(tmp_path / "runs" / "x"), "--images", str(images), "--backends", "opencv-cpu")
+    stdout = _timing_tool("--run", str(tmp_path / "runs" / "x"), "--images", str(images), "--backends", "opencv")
     result = json.loads((tmp_path / "runs" / "x" / "timing.json").read_text())
     # no level 2 trained yet: level 1 and a one-level cascade
     assert {(r["what"], r["batch"]) for r in result["rows"]} == {("level1", 1), ("level1", 4), ("cascade", 1), ("cascade", 4)}
@@ -123,3 +119,18 @@ def test_run_folder_gives_models_and_default_json(weights, tmp_path):
 def test_run_folder_without_level1_is_refused(tmp_path):
     with pytest.raises(FileNotFoundError, match="level1"):
         runs.run_models(tmp_path)
+
+
+def test_caffe_layer_times_of_the_folded_model(weights, tmp_path):
+    from landmarks.export import FOLDED, OURS
+    from landmarks.fold import fold_model
+
+    fold_model(str(LEVEL1), weights[0], tmp_path / FOLDED[0], tmp_path / FOLDED[1], ours_out=tmp_path / OURS)
+    times = timing.caffe_layer_times(tmp_path / OURS, tmp_path / FOLDED[1], iterations=20)
+    # the folded net: no BatchNorm or Scale left; our depthwise layer is what runs
+    assert {"Convolution", "ConvolutionDepthwise", "ReLU", "InnerProduct"} <= set(times["by_type"])
+    assert not {"BatchNorm", "Scale", "Dropout"} & set(times["by_type"])
+    assert times["by_type"]["ConvolutionDepthwise"]["layers"] == DEPTHWISE_LAYERS
+    assert sum(e["share"] for e in times["by_type"].values()) == pytest.approx(1.0)
+    assert 0 < times["total_ms"] < 1000
+    assert "| ReLU |" in timing.format_layer_times(times)

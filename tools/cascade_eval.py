@@ -4,8 +4,12 @@ conventions, on a dataset root of any layout or on a CelebA-format landmark file
 
   python tools/cascade_eval.py --dataset ROOT [--subset test] [--json OUT]      # shipped models
   python tools/cascade_eval.py --l1 DEPLOY WEIGHTS --l2 DEPLOY WEIGHTS \\
-      --landmarks list_landmarks_celeba.txt --images img_celeba/ [--json OUT]
+      --landmarks list_landmarks_celeba.txt --images img_celeba/ [--json OUT] [--backend opencv]
   python tools/cascade_eval.py --run runs/main --dataset ROOT --predictions cascade.txt
+  python tools/cascade_eval.py --export runs/demo/export --backend onnxruntime-int8 --dataset ROOT
+
+--backend picks the runtime (landmarks.backends): caffe (default) or opencv on the Caffe
+files; with --export (a tools/export.py --run folder) also onnxruntime, onnxruntime-int8, ncnn.
 
 Prints each level's mean error and per-point errors over the image diagonal, the failure
 rates and CED area, side by side with the mean error over the inter-ocular distance (and its
@@ -26,11 +30,12 @@ from landmarks.progress import bar as progress_bar
 from data_prep import dataset as datasets
 from data_prep.celeba import read_landmarks
 from data_prep.dataset import DataError
-from data_prep.images import ImageError
 from data_prep.predictions import write_predictions
-from landmarks import checks, runs
+from landmarks import backends, checks, runs
+from landmarks.images import ImageError
 from landmarks.atomic import write_json
-from landmarks.inference import Cascade, DeployNet
+from landmarks import backends
+from landmarks.inference import Cascade
 from landmarks.labels import POINT_NAMES
 from landmarks.metrics import image_errors, summarise
 
@@ -42,6 +47,9 @@ SUBSETS = ("all", "train", "val", "test")
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     runs.add_model_arguments(parser)
+    parser.add_argument("--export", help="an export folder (tools/export.py --run): its level1/ and level2/")
+    parser.add_argument("--backend", default="caffe", choices=sorted(backends.EXPORT_FILES),
+                        help="runtime (default caffe); onnxruntime, onnxruntime-int8 and ncnn need --export")
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--dataset", metavar="ROOT",
                         help="a dataset root: CelebA as distributed, MTFL (training.txt) or Sun et al.'s lists")
@@ -64,6 +72,10 @@ def parse_args(argv=None):
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     runs.check_model_arguments(parser, args)
+    if args.export and (args.run or args.l1 or args.l2):
+        parser.error("--export holds both levels: give it alone, without --run, --l1 or --l2")
+    if not args.export and args.backend not in backends.BACKENDS[:2]:
+        parser.error(f"--backend {args.backend} runs exported files: give --export")
     if args.batch < 1:
         parser.error("--batch must be at least 1")
     if args.landmarks and not args.images:
@@ -171,6 +183,16 @@ def read_rows(args):
              "image_dir": data.image_dir})
 
 
+def _nets(args, level1_files, level2_files):
+    """(level 1, level 2 or None) in the chosen backend."""
+    if args.export:
+        second = Path(args.export) / "level2"
+        return (backends.load_exported(args.backend, Path(args.export) / "level1"),
+                backends.load_exported(args.backend, second) if (second / "export.json").exists() else None)
+    return (backends.load(args.backend, level1_files, output=args.output_blob),
+            backends.load(args.backend, level2_files, output=args.output_blob) if level2_files else None)
+
+
 def main(argv=None):
     args = parse_args(argv)
     try:
@@ -182,12 +204,11 @@ def main(argv=None):
     if problem:  # said before the evaluation, not after it
         print(f"cascade_eval: error: {problem}", file=sys.stderr)
         return 2
-    level1_files, level2_files = runs.chosen_models(args)
+    level1_files, level2_files = (None, None) if args.export else runs.chosen_models(args)
     _say_problems(problems, print)
     try:
-        level1 = DeployNet(*level1_files, output=args.output_blob)
-        level2 = DeployNet(*level2_files, output=args.output_blob) if level2_files else None
-    except FileNotFoundError as exc:  # a missing model file, or one pycaffe would abort on (model_check)
+        level1, level2 = _nets(args, level1_files, level2_files)
+    except (FileNotFoundError, ValueError) as exc:  # a missing model file, or one pycaffe would abort on (model_check)
         print(f"cascade_eval: error: {exc}", file=sys.stderr)
         return 2
     results, skipped = predict(Cascade(level1, level2), rows, args.batch, not args.quiet)
@@ -202,7 +223,9 @@ def main(argv=None):
         "skipped": {"count": len(skipped), "by_kind": dict(Counter(s["kind"] for s in skipped)), "items": skipped},
         "refused_lines": {"count": len(problems), "items": [p.as_dict() for p in problems]},
         **facts,
-        "models": {"level1": [str(p) for p in level1_files], "level2": [str(p) for p in level2_files] if level2_files else None},
+        "models": {"level1": [str(p) for p in level1_files] if level1_files else None,
+                   "level2": [str(p) for p in level2_files] if level2_files else None,
+                   "export": args.export, "backend": args.backend},
     })
     print(format_table(figures))
     if figures["level2"]:

@@ -15,10 +15,10 @@ from pathlib import Path
 import cv2
 
 from data_prep.celeba import DataError, read_landmarks
-from data_prep.images import ImageError, read_bgr
-from landmarks import checks, runs
+from landmarks.images import ImageError, read_bgr
+from landmarks import backends, checks, runs
 from landmarks.draw import annotate
-from landmarks.inference import Cascade, DeployNet
+from landmarks.inference import Cascade
 from landmarks.labels import POINT_NAMES
 from landmarks.metrics import image_errors
 
@@ -33,6 +33,8 @@ def parse_args(argv=None):
     parser.add_argument("--landmarks", help="CelebA-format landmark file: draws the truth of the images it names")
     parser.add_argument("--out", help=f"output folder (default RUN/demo with --run, else {DEFAULT_OUT})")
     parser.add_argument("--output-blob", help="the nets' output blob (default fc2, else the last output)")
+    parser.add_argument("--backend", default="caffe", choices=("caffe", "opencv"),
+                        help="runtime for the Caffe files (landmarks.backends; default caffe)")
     args = parser.parse_args(argv)
     runs.check_model_arguments(parser, args)
     return args
@@ -80,9 +82,9 @@ def main(argv=None):
             raise SystemExit(str(exc))
         truths = {name: points for name, points, _ in rows}
     try:
-        cascade = Cascade(DeployNet(*level1, output=args.output_blob),
-                          DeployNet(*level2, output=args.output_blob) if level2 else None)
-    except FileNotFoundError as exc:  # a missing model file, or one pycaffe would abort on (model_check)
+        cascade = Cascade(backends.load(args.backend, level1, output=args.output_blob),
+                          backends.load(args.backend, level2, output=args.output_blob) if level2 else None)
+    except (FileNotFoundError, ValueError) as exc:  # a missing model file, or one pycaffe would abort on (model_check)
         print(f"demo: error: {exc}", file=sys.stderr)
         return 2
     out_dir.mkdir(parents=True, exist_ok=True)

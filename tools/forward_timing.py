@@ -1,15 +1,18 @@
 """Forward latency of level 1, level 2 and the whole cascade (JPEG on disk to final points),
-at batch 1 and a large batch, median and p90 after warm-up, for Caffe on CPU (and GPU when the
-build and the machine have one) and for OpenCV's dnn on the same prototxt and caffemodel.
+at batch 1 and a large batch, median and p90 after warm-up, in every inference backend
+(landmarks.backends): our Caffe on the original and on the folded model (and on GPU when the
+build and the machine have one), OpenCV's dnn, ONNX Runtime (float and int8) and ncnn on the
+exported files; one table with the model sizes.
 
   python tools/forward_timing.py --run runs/demo                  # writes runs/demo/timing.json
   python tools/forward_timing.py --l1 DEPLOY WEIGHTS [--l2 DEPLOY WEIGHTS] [--json OUT]
   python tools/forward_timing.py --run runs/demo --images data/synthetic/Img/img_celeba
 
 Without --images, a few synthetic CelebA-like JPEGs are drawn into a temporary folder.
-Deploy nets with ConvolutionDepthwise layers are rewritten as grouped Convolution for OpenCV
-(same weights). The JSON holds `rows` ({what, backend, batch, median_ms, p90_ms, ...}) and
-`model_sizes` ({name: {path, bytes, values}}).
+The exported files come from --export (with --run: RUN/export/ from `make export`) when they
+were made from these models, else they are exported into a temporary folder first. The JSON
+holds `rows` ({what, backend, batch, median_ms, p90_ms, ...}), `model_sizes` (the original
+caffemodels), `backend_sizes` ({backend: {level: bytes}}) and `skipped` ({backend: why}).
 """
 import argparse
 import sys
@@ -17,7 +20,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from data_prep.images import ImageError
+from landmarks.images import ImageError
 from landmarks import checks, runs, timing
 from landmarks.atomic import write_json
 
@@ -39,7 +42,10 @@ def parse_args(argv=None):
     parser.add_argument("--warmup", type=int, default=timing.DEFAULT_WARMUP,
                         help=f"untimed calls before them (default {timing.DEFAULT_WARMUP})")
     parser.add_argument("--backends", nargs="+", choices=timing.BACKENDS,
-                        help="default: caffe-cpu, caffe-gpu when a GPU build sees a GPU, opencv-cpu")
+                        help="default: every installed one (caffe-gpu only when a GPU build sees a GPU)")
+    parser.add_argument("--export", help="export folder (tools/export.py --run) to take the exported files from")
+    parser.add_argument("--caffe-layers", action="store_true",
+                        help="also run `caffe time` on the folded level-1 model (batch 1) and print where the time goes")
     parser.add_argument("--json", help="write the result here (default with --run: RUN/timing.json)")
     args = parser.parse_args(argv)
     runs.check_model_arguments(parser, args)
@@ -61,6 +67,22 @@ def _images(folder, limit):
     return [str(p) for p in paths]
 
 
+def _caffe_layers(level1, export_dir):
+    """caffe time on the folded level-1 model (ours, with our depthwise layer), from the export
+    folder when it matches, else folded into a temporary folder."""
+    import tempfile
+
+    from landmarks.export import FOLDED, OURS
+    from landmarks.fold import fold_model
+
+    if timing._matching_export(export_dir, "level1", level1):
+        folder = Path(export_dir) / "level1"
+        return timing.caffe_layer_times(folder / OURS, folder / FOLDED[1])
+    with tempfile.TemporaryDirectory() as tmp:
+        fold_model(*level1, Path(tmp) / FOLDED[0], Path(tmp) / FOLDED[1], ours_out=Path(tmp) / OURS)
+        return timing.caffe_layer_times(Path(tmp) / OURS, Path(tmp) / FOLDED[1])
+
+
 def main(argv=None):
     args = parse_args(argv)
     level1, level2 = runs.chosen_models(args)
@@ -73,6 +95,7 @@ def main(argv=None):
     if problem:  # said before the timing, not after it
         print(f"forward_timing: error: {problem}", file=sys.stderr)
         return 2
+    export_dir = args.export or (str(Path(args.run) / "export") if args.run else None)
     images = _images(args.images, args.max_images) if args.images else None
     backends = args.backends or timing.default_backends()
     per_backend = (2 if level2 else 1) + 1
@@ -80,12 +103,16 @@ def main(argv=None):
     try:
         result = timing.time_models(level1, level2, images, repeats=args.repeats, warmup=args.warmup,
                                     batch=args.batch, large_batch=args.large_batch, backends=backends,
-                                    progress=lambda row: bar.update(1))
+                                    progress=lambda row: bar.update(1), export_dir=export_dir)
     except (FileNotFoundError, ValueError, ImageError) as exc:
-        raise SystemExit(str(exc))
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     finally:
         bar.close()
     print(timing.format_table(result))
+    if args.caffe_layers:
+        result["caffe_layers"] = _caffe_layers(level1, export_dir)
+        print(timing.format_layer_times(result["caffe_layers"]))
     if out:
         write_json(out, result)
         print(f"wrote {out}")

@@ -162,7 +162,7 @@ def step_cascade(out, gpu, repeats, weights):
         start = time.perf_counter()
         result = cascade.run(path)
         times.append((time.perf_counter() - start) * 1000)
-    from data_prep.images import read_level1
+    from landmarks.images import read_level1
 
     batch = read_level1(images[0], level1.size)[0][None]
     for _ in range(repeats):

@@ -1,10 +1,10 @@
-"""data_prep.images: reduced decode, exact geometry into a reduced image, conversions, bad files."""
+"""landmarks.images: reduced decode, exact geometry into a reduced image, conversions, bad files."""
 import cv2
 import numpy as np
 import pytest
 from PIL import Image
 
-from data_prep import images
+from landmarks import images
 
 
 def _dot_image(width, height, points, radius):

@@ -1,7 +1,10 @@
-"""Owns image decoding and the network-input preprocessing, for training data AND inference.
+"""Owns the input convention: image decoding and the network-input preprocessing (mean,
+resize, reading an image for a level), for training data (data_prep) AND every inference
+backend (landmarks.inference, landmarks.backends).
 
-Everything that turns an image file into a network input goes through here, so that the
-training sets and the predict step can never disagree:
+It lives in `landmarks`, not `data_prep`, because the runtime needs it and `landmarks` must
+not import `data_prep`. Everything that turns an image file into a network input goes
+through here, so that the training sets, the predict step and each runtime can never disagree:
 
 - `read_bgr(path, min_side, region)` (= `decode(open_image(path), ...)`) decodes a JPEG at
   the largest OpenCV reduction (`IMREAD_REDUCED_COLOR_2/4/8`) that still leaves `min_side`
