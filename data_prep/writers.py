@@ -123,8 +123,10 @@ class _LmdbSplit:
         self.Datum = datum
         self.size, self.labels, self.count = size, labels, 0
         # LMDB needs its maximum size up front; on Linux the file only grows as written.
+        # A B-tree page (4 KB) split by out-of-order keys can hold a single small record: at
+        # 24x24 (1.8 KB a record) twice the record size alone ran out with 88,000 samples.
         per_sample = 3 * size * size + 4 * labels + 256
-        map_size = max(64 << 20, 2 * expected * per_sample)
+        map_size = max(64 << 20, expected * (2 * per_sample + 4096))
         os.makedirs(os.path.join(tmp_dir, "lmdb"), exist_ok=True)
         self.envs = [lmdb.open(os.path.join(tmp_dir, "lmdb", f"{split}_{kind}"), map_size=map_size,
                                subdir=True, metasync=False, sync=False) for kind in ("images", "labels")]

@@ -193,7 +193,7 @@ def test_export_tool_refuses_bad_input_in_one_line(models, mtfl, tmp_path):
         assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
         assert Path(args[0]).name in result.stderr or Path(args[1]).name in result.stderr
     result = _tool(*models[0], "--out", str(tmp_path / "x"), "--images", str(tmp_path / "nowhere"))
-    assert result.returncode == 2 and "training.txt" in result.stderr
+    assert result.returncode == 2 and "nowhere: no such dataset folder" in result.stderr
 
 
 @pytest.fixture(scope="module")
