@@ -74,7 +74,7 @@ def _files_under(path):
 @pytest.mark.parametrize("fmt", ["hdf5", "lmdb", "both"])
 def test_data_prep_on_a_full_disk(dataset, full_disk, fmt):
     out = full_disk / "l1"
-    proc = _run(["-m", "data_prep.level1", "--celeba", str(dataset), "--out", str(out), "--format", fmt,
+    proc = _run(["-m", "data_prep.level1", "--dataset", str(dataset), "--out", str(out), "--format", fmt,
                  "--size", "96", "--quiet", "--workers", "1"])
     _one_clean_line(proc, f"no space left on {out}")
     assert _files_under(full_disk) == []  # no .partial left to keep the disk full
@@ -88,7 +88,7 @@ def test_synthetic_data_on_a_full_disk(full_disk):
 
 def test_data_prep_past_a_file_size_limit(dataset, tmp_path):
     out = tmp_path / "l1"
-    proc = _run(["-m", "data_prep.level1", "--celeba", str(dataset), "--out", str(out), "--size", "96",
+    proc = _run(["-m", "data_prep.level1", "--dataset", str(dataset), "--out", str(out), "--size", "96",
                  "--quiet", "--workers", "1"], file_limit=300_000)
     _one_clean_line(proc, f"no space left on {out} (file size limit reached)")
     assert _files_under(out) == []
@@ -102,7 +102,7 @@ def test_synthetic_data_past_a_file_size_limit(tmp_path):
 
 
 def test_data_prep_into_a_read_only_folder_says_so_before_the_work(dataset, read_only):
-    proc = _run(["-m", "data_prep.level1", "--celeba", str(dataset), "--out", str(read_only / "l1"), "--quiet"])
+    proc = _run(["-m", "data_prep.level1", "--dataset", str(dataset), "--out", str(read_only / "l1"), "--quiet"])
     _one_clean_line(proc, f"cannot write {read_only}: read-only file system")
     assert "level 1" not in proc.stderr  # refused before any sample was made
 

@@ -118,10 +118,18 @@ def test_a_second_process_on_a_run_folder_is_turned_away(tmp_path):
 
 
 def test_a_dataset_refused_by_data_prep_is_not_recorded(tmp_path):
-    settings = workflow.Settings(run="nodata", celeba=str(tmp_path / "no-such-root"), schedule="smoke", gpu="",
+    root = tmp_path / "bad-list"  # an MTFL layout whose only line is unusable: data prep refuses it
+    root.mkdir()
+    (root / "training.txt").write_text("faces/a.jpg 1 2 3\n")
+    settings = workflow.Settings(run="nodata", dataset=str(root), schedule="smoke", gpu="",
                                  runs_root=str(tmp_path / "runs"), data_root=str(tmp_path / "data"))
     with pytest.raises(workflow.WorkflowError, match="data_prep.level1 failed"):
         workflow.level1(settings)
+    assert not (tmp_path / "runs" / "nodata" / "settings.json").exists()
+    missing = workflow.Settings(run="nodata", dataset=str(tmp_path / "no-such-root"), schedule="smoke", gpu="",
+                                runs_root=str(tmp_path / "runs"), data_root=str(tmp_path / "data"))
+    with pytest.raises(workflow.WorkflowError, match="no-such-root: no such dataset folder"):
+        workflow.level1(missing)
     assert not (tmp_path / "runs" / "nodata" / "settings.json").exists()
 
 
