@@ -17,7 +17,7 @@ import os
 
 import numpy as np
 
-from data_prep.dataset import (SPLIT_CHOICES, SPLITS, Dataset, DataError, Entry, Problem,  # noqa: F401 (re-exported)
+from data_prep.dataset import (SPLIT_CHOICES, SPLITS, Dataset, DataError, Entry, Problem, is_number, read_text_lines,  # noqa: F401 (re-exported)
                                carve, check_fractions, limit_entries, split_counts, unsafe_name)
 from landmarks.labels import NUM_POINTS
 
@@ -57,33 +57,17 @@ def locate(root, variant="wild"):
     return images, landmarks, partition
 
 
-def _read_lines(path):
-    try:
-        with open(path, encoding="utf-8-sig", errors="replace") as fh:  # -sig: a BOM is not a name
-            return fh.read().splitlines()
-    except OSError as exc:
-        raise DataError(f"{path}: cannot read ({exc.strerror})") from None
-
-
-def _is_number(token):
-    try:
-        float(token)
-        return True
-    except ValueError:
-        return False
-
-
 def read_landmarks(path):
     """([(name, points (5, 2), line)], [Problem], header count or -1). Header lines are
     recognised (a lone integer, then a line of non-numeric column names) and optional."""
-    lines = _read_lines(path)
+    lines = read_text_lines(path)
     rows, problems, seen = [], [], {}
     header_count, start = -1, 0
     first = [(i, ln.split()) for i, ln in enumerate(lines[:2])]
     if first and len(first[0][1]) == 1 and first[0][1][0].isdigit():
         header_count, start = int(first[0][1][0]), 1
     if len(lines) > start and len(lines[start].split()) == 2 * NUM_POINTS and \
-            not any(_is_number(t) for t in lines[start].split()):
+            not any(is_number(t) for t in lines[start].split()):
         start += 1  # the column-name line
     expected = 1 + 2 * NUM_POINTS
     for number, text in enumerate(lines[start:], start=start + 1):
@@ -101,7 +85,7 @@ def read_landmarks(path):
         try:
             values = np.array([float(t) for t in fields[1:]], dtype=np.float64)
         except ValueError:
-            bad = next(t for t in fields[1:] if not _is_number(t))
+            bad = next(t for t in fields[1:] if not is_number(t))
             problems.append(Problem("non-numeric value", repr(bad), path, number, name))
             continue
         if not np.all(np.isfinite(values)):
@@ -117,7 +101,7 @@ def read_landmarks(path):
 
 def read_partition(path):
     """({name: (split, line)}, [Problem]) from list_eval_partition.txt (`name 0|1|2`)."""
-    lines = _read_lines(path)
+    lines = read_text_lines(path)
     splits, problems = {}, []
     for number, text in enumerate(lines, start=1):
         fields = text.split()

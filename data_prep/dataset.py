@@ -100,6 +100,25 @@ class Dataset:
         return bool(self.entries) and all(e.box is not None for e in self.entries)
 
 
+# ---- list files -----------------------------------------------------------------------
+
+def read_text_lines(path):
+    """The lines of a landmark list; a UTF-8 byte-order mark is not part of the first name."""
+    try:
+        with open(path, encoding="utf-8-sig", errors="replace") as fh:
+            return fh.read().splitlines()
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read ({exc.strerror})") from None
+
+
+def is_number(token):
+    try:
+        float(token)
+        return True
+    except ValueError:
+        return False
+
+
 # ---- names ----------------------------------------------------------------------------
 
 def unsafe_name(name):

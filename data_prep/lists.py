@@ -11,8 +11,8 @@ import os
 
 import numpy as np
 
-from data_prep.dataset import (Dataset, DataError, Entry, Problem, carve, limit_entries, list_path,
-                               split_counts)
+from data_prep.dataset import (Dataset, DataError, Entry, Problem, carve, is_number, limit_entries, list_path,
+                               read_text_lines, split_counts)
 from landmarks.labels import NUM_POINTS
 
 
@@ -22,32 +22,16 @@ class BadLine(ValueError):
         self.kind, self.detail = kind, detail
 
 
-def read_text_lines(path):
-    try:
-        with open(path, encoding="utf-8", errors="replace") as fh:
-            return fh.read().splitlines()
-    except OSError as exc:
-        raise DataError(f"{path}: cannot read ({exc.strerror})") from None
-
-
 def numbers(fields):
     """The fields as finite floats, or `BadLine` naming the first that is not."""
     try:
         values = np.array([float(t) for t in fields], dtype=np.float64)
     except ValueError:
-        bad = next(t for t in fields if not _is_number(t))
+        bad = next(t for t in fields if not is_number(t))
         raise BadLine("non-numeric value", repr(bad)) from None
     if not np.all(np.isfinite(values)):
         raise BadLine("non-numeric value", "not finite")
     return values
-
-
-def _is_number(token):
-    try:
-        float(token)
-        return True
-    except ValueError:
-        return False
 
 
 def read_list(path, parse_fields):

@@ -8,7 +8,6 @@ came from, its SHA-256 and the run's settings.json, so that a shipped model alwa
 run and recipe made it. Files are written under temporary names, then renamed.
 """
 import argparse
-import hashlib
 import json
 import shutil
 import sys
@@ -16,14 +15,7 @@ from pathlib import Path
 
 from landmarks import runs
 from landmarks.atomic import write_json
-
-
-def _sha256(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+from landmarks.provenance import fingerprint
 
 
 def ship(run_dir, out):
@@ -40,7 +32,7 @@ def ship(run_dir, out):
             partial = target.with_name(f".{name}.partial")
             shutil.copyfile(source, partial)
             partial.replace(target)
-            record["files"][name] = {"from": str(Path(source).resolve()), "sha256": _sha256(target),
+            record["files"][name] = {"from": str(Path(source).resolve()), "sha256": fingerprint(target)["sha256"],
                                      "bytes": target.stat().st_size}
     settings = Path(run_dir) / "settings.json"
     record["settings"] = json.loads(settings.read_text()) if settings.exists() else None
