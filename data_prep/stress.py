@@ -22,11 +22,11 @@ import sys
 
 import cv2
 import numpy as np
-from tqdm import tqdm
 
 from data_prep import augment, dataset as datasets
 from landmarks import images
 from landmarks.atomic import write_json, write_text
+from landmarks.progress import bar as progress_bar  # plain lines when not on a terminal
 
 STRESS = augment.AugmentConfig(copies=1, flip=0.5, rotate=60.0, scale=0.1, shift=0.05, zoom=1.8, rotate_any=0.0,
                                grey=0.3, colour=0.2, blur=0.2)
@@ -58,7 +58,7 @@ def write_stress_copy(dataset, split, out, seed, config=STRESS, progress=True):
     image_dir = os.path.join(out, "img_celeba")
     os.makedirs(image_dir, exist_ok=True)
     lines, partition, record = [], [], []
-    for number, e in enumerate(tqdm(entries, desc=f"stress copy of {split}", disable=not progress, unit="img"), 1):
+    for number, e in enumerate(progress_bar(entries, desc=f"stress copy of {split}", disable=not progress, unit="img"), 1):
         jitter = augment.draw(config, seed, e.line, 1)
         try:
             pixels, points = stress_image(dataset.image_path(e.name), e.points, jitter)

@@ -9,7 +9,6 @@ level 1 gives (as the cascade would feed it).
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from landmarks import backends, export, metrics
 from landmarks.atomic import write_json, write_text
@@ -18,6 +17,7 @@ from landmarks.images import read_level1, read_level2
 from landmarks.inference import Cascade
 from landmarks.labels import normalise
 from landmarks.runs import run_models
+from landmarks.progress import bar as progress_bar  # plain lines when not on a terminal
 
 CASCADE_BATCH = 64
 FORMATS = ("caffe", "caffe-depthwise", "opencv", "onnxruntime", "onnxruntime-int8", "ncnn")
@@ -101,7 +101,7 @@ def check_cascades(models, levels, validation, echo=print):
     has_two = models["level2"] is not None
     original = Cascade(*(backends.load("caffe", m) for m in (models["level1"], models["level2"]) if m))
     formats = [f for f in FORMATS if all(format_nets(levels[l], f) for l in levels)]
-    bar = tqdm(total=len(paths) * (1 + len(formats)), desc="cascades", unit="img")
+    bar = progress_bar(total=len(paths) * (1 + len(formats)), desc="cascades", unit="img")
     ref1, ref2, sizes = run_cascade(original, paths, bar.update)
     out = {"original": {"level1": errors(ref1, truth, sizes), "cascade": errors(ref2, truth, sizes)},
            "agreement": {}, "errors": {}}

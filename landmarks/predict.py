@@ -16,11 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
-from tqdm import tqdm
 
 from landmarks.images import ImageError, read_bgr
 from landmarks.atomic import write_text
 from landmarks.draw import annotate
+from landmarks.progress import bar as progress_bar  # plain lines when not on a terminal
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 CSV_HEADER = ["name"] + [f"{axis}{i}" for i in range(1, 6) for axis in "xy"]
@@ -69,7 +69,7 @@ def predict(cascade, images, batch_size=DEFAULT_BATCH, progress=True):
     """([(Found, level-1 points, level-2 points or None, crop box or None)], [(Found, reason)]).
     A batch with an unreadable image is redone image by image, so that it costs only itself."""
     results, skipped = [], []
-    with tqdm(total=len(images), desc="predict", unit="img", file=sys.stderr, disable=not progress) as bar:
+    with progress_bar(total=len(images), desc="predict", unit="img", file=sys.stderr, disable=not progress) as bar:
         for start in range(0, len(images), batch_size):
             chunk = images[start:start + batch_size]
             try:

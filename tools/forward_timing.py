@@ -18,11 +18,11 @@ import argparse
 import sys
 from pathlib import Path
 
-from tqdm import tqdm
 
 from landmarks.images import ImageError
 from landmarks import checks, runs, timing
 from landmarks.atomic import write_json
+from landmarks.progress import bar as progress_bar  # plain lines when not on a terminal
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg")
 DEFAULT_MAX_IMAGES = 64  # one large batch of distinct images; more only lengthens the set-up
@@ -99,7 +99,7 @@ def main(argv=None):
     images = _images(args.images, args.max_images) if args.images else None
     backends = args.backends or timing.default_backends()
     per_backend = (2 if level2 else 1) + 1
-    bar = tqdm(total=len(backends) * len({args.batch, args.large_batch}) * per_backend, desc="timing", unit="row", file=sys.stderr)
+    bar = progress_bar(total=len(backends) * len({args.batch, args.large_batch}) * per_backend, desc="timing", unit="row", file=sys.stderr)
     try:
         result = timing.time_models(level1, level2, images, repeats=args.repeats, warmup=args.warmup,
                                     batch=args.batch, large_batch=args.large_batch, backends=backends,
