@@ -73,3 +73,18 @@ def test_cascade_eval_on_a_truncated_model_says_one_line(model, tmp_path):
     assert proc.returncode == 2, proc.stderr
     assert "cut.caffemodel: not a whole Caffe weights file" in proc.stderr
     assert "Traceback" not in proc.stderr and "Check failure" not in proc.stderr
+
+
+@pytest.mark.parametrize("tool", ["forward_timing.py", "predict.py", "demo.py"])
+def test_every_tool_that_loads_nets_says_one_line(model, tmp_path, tool):
+    deploy, weights = model
+    cut = tmp_path / "cut.caffemodel"
+    cut.write_bytes(weights.read_bytes()[:1000])
+    image = tmp_path / "face.jpg"
+    image.write_bytes(b"")  # never read: the model files are checked first
+    args = {"forward_timing.py": ["--repeats", "1"], "predict.py": [str(tmp_path)], "demo.py": [str(image)]}[tool]
+    proc = subprocess.run([sys.executable, f"tools/{tool}", "--l1", str(deploy), str(cut), *args],
+                          capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip().count("\n") == 0, proc.stderr  # one line
+    assert "cut.caffemodel: not a whole Caffe weights file" in proc.stderr

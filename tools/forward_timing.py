@@ -22,6 +22,7 @@ from pathlib import Path
 from landmarks.images import ImageError
 from landmarks import checks, runs, timing
 from landmarks.atomic import write_json
+from landmarks.inference import check_caffe_model
 from landmarks.progress import bar as progress_bar  # plain lines when not on a terminal
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg")
@@ -94,6 +95,12 @@ def main(argv=None):
     problem = out and checks.writable_problem(Path(out).absolute().parent)
     if problem:  # said before the timing, not after it
         print(f"forward_timing: error: {problem}", file=sys.stderr)
+        return 2
+    try:  # the model files, before any timing starts: one line, not a bar cut short
+        for model in filter(None, (level1, level2)):
+            check_caffe_model(*model)
+    except FileNotFoundError as exc:
+        print(f"forward_timing: error: {exc}", file=sys.stderr)
         return 2
     export_dir = args.export or (str(Path(args.run) / "export") if args.run else None)
     images = _images(args.images, args.max_images) if args.images else None
