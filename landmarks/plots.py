@@ -13,13 +13,20 @@ from landmarks.labels import POINT_NAMES
 from landmarks.metrics import CED_LIMIT, ced
 
 
-def _save(fig, path):
+def save_figure(fig, path, dpi=110, tight=True):
+    """Writes `fig` as a PNG under a temporary name, then renames it: a full disk leaves no
+    cut image under the final name, and no temporary file either (it is removed)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp, dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    tmp.replace(path)
+    try:
+        fig.savefig(tmp, dpi=dpi, bbox_inches="tight" if tight else None)
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    finally:
+        plt.close(fig)
     return path
 
 
@@ -37,7 +44,7 @@ def per_point_bars(series, path, title="Mean error per point"):
     ax.set_ylabel("mean error (% of image diagonal)")
     ax.set_title(title)
     ax.legend(loc="upper right", ncol=len(series))
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def error_histograms(series, path, title="Per-image error distribution"):
@@ -53,7 +60,7 @@ def error_histograms(series, path, title="Per-image error distribution"):
     ax.set_ylabel("density")
     ax.set_title(title)
     ax.legend()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def ced_curves(series, path, title="Cumulative error distribution"):
@@ -69,7 +76,7 @@ def ced_curves(series, path, title="Cumulative error distribution"):
     ax.grid(alpha=0.3)
     ax.set_title(title)
     ax.legend(loc="lower right")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def gallery(tiles, path, columns=4, tile_size=256, title=None):
@@ -85,4 +92,4 @@ def gallery(tiles, path, columns=4, tile_size=256, title=None):
         ax.set_title(caption, fontsize=7)
     if title:
         fig.suptitle(title)
-    return _save(fig, path)
+    return save_figure(fig, path)

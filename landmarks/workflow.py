@@ -247,7 +247,7 @@ def _loss_curves(level_dir):
     figure_dir = level_dir / "plots"
     figure_dir.mkdir(parents=True, exist_ok=True)
     fig = loss_curves.loss_figure([log], [level_dir.name])
-    fig.savefig(figure_dir / "loss_curves.png", dpi=110, bbox_inches="tight")
+    plots.save_figure(fig, figure_dir / "loss_curves.png")
     for phase in ("train", "test"):
         caffe_log.write_csv(log, phase, figure_dir / f"loss.{phase}.csv")
 

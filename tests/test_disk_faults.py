@@ -138,3 +138,15 @@ def test_plot_log_says_it_cannot_write(read_only, tmp_path):
         pytest.skip("no sample Caffe log in tests/logs")
     proc = _run(["tools/plot_log.py", str(logs[0]), "--out", str(read_only / "plots")])
     _one_clean_line(proc, f"cannot write {read_only}: read-only file system")
+
+
+def test_plot_log_past_a_file_size_limit_leaves_no_cut_figure(tmp_path):
+    """The loss figure is the largest file plot_log writes: past the limit it fails in one line
+    and neither a cut PNG nor its temporary file stays behind."""
+    log = ROOT / "tests" / "logs" / "real_caffe_train.log"
+    out = tmp_path / "plots"
+    proc = _run(["tools/plot_log.py", str(log), "--out", str(out)], file_limit=12_000)
+    _one_clean_line(proc, "plot_log: error:")
+    assert not [f for f in _files_under(out) if f.endswith(".png")], _files_under(out)
+    proc = _run(["tools/plot_log.py", str(log), "--out", str(out)])
+    assert proc.returncode == 0 and (out / "loss_curves.png").stat().st_size > 12_000

@@ -82,7 +82,9 @@ def test_gpu_request_without_gpu_is_refused(monkeypatch):
 
 @pytest.mark.slow
 def test_ctrl_c_stops_with_a_snapshot(tmp_path):
-    paths = _files(tmp_path, _data(tmp_path / "data"), max_iter={1: 100000, 2: 100000}, display=1,
+    # display 1000: the last line shown is iteration 0's, so a message taken from the display
+    # (the old bug: "stopped at iteration 0" beside _iter_13) cannot pass for the snapshot's
+    paths = _files(tmp_path, _data(tmp_path / "data"), max_iter={1: 100000, 2: 100000}, display=1000,
                    snapshot=0, test_interval=100000)
     script = ("import sys; from landmarks import train\n"
               "try:\n    train.train(sys.argv[1], sys.argv[2])\n"
@@ -91,8 +93,9 @@ def test_ctrl_c_stops_with_a_snapshot(tmp_path):
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     deadline = time.time() + 120
     for line in proc.stdout:
-        if "iter       5/" in line or time.time() > deadline:
+        if "iter       0/" in line or time.time() > deadline:
             break
+    time.sleep(3)  # some iterations past the last display
     os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: the whole group
     out, _ = proc.communicate(timeout=120)
     assert proc.returncode == 130, out
@@ -102,7 +105,7 @@ def test_ctrl_c_stops_with_a_snapshot(tmp_path):
     assert weights and os.path.exists(weights) and os.path.exists(weights.replace(".caffemodel", ".solverstate"))
     assert "STOPPED" in out and "RESUME=1" in out
     iteration = int(weights.rsplit("_iter_", 1)[1].split(".")[0])
-    assert iteration >= 5 and f"stopped at iteration {iteration};" in out  # the snapshot's, not the last display's
+    assert iteration >= 1 and f"stopped at iteration {iteration};" in out  # the snapshot's, not the last display's
 
 
 @pytest.mark.slow

@@ -16,6 +16,7 @@ from pathlib import Path
 from landmarks import checks
 from landmarks.caffe_log import NotACaffeLog, parse_log, write_csv
 from landmarks.loss_curves import loss_figure, nonfinite_notes, summarize
+from landmarks.plots import save_figure
 
 
 def parse_args(argv=None):
@@ -93,11 +94,17 @@ def main(argv=None):
         print(f"plot_log: error: {problem}", file=sys.stderr)
         return 2
     written = []
-    for label, log in zip(labels, logs):
-        for phase in ("train", "test"):
-            written.append(write_csv(log, phase, out / f"{file_stem(label)}.{phase}.csv"))
-    written.append(out / "loss_curves.png")
-    loss_figure(logs, labels, smooth=args.smooth, logy=args.logy).savefig(written[-1])
+    try:
+        for label, log in zip(labels, logs):
+            for phase in ("train", "test"):
+                written.append(write_csv(log, phase, out / f"{file_stem(label)}.{phase}.csv"))
+        written.append(out / "loss_curves.png")
+        save_figure(loss_figure(logs, labels, smooth=args.smooth, logy=args.logy), written[-1], dpi=100, tight=False)
+    except OSError as err:  # the writers leave nothing cut under a final name
+        if not checks.is_disk_error(err):
+            raise
+        print(f"plot_log: error: {checks.disk_message(err, out)}", file=sys.stderr)
+        return 2
     for label, log in zip(labels, logs):
         print(report(label, log))
     for note in nonfinite_notes(logs, labels):
