@@ -384,16 +384,10 @@ def source_record(data):
 
 
 def augment_options(args):
-    """The augmentation options as given, JSON-ready; the new ones only when on, so that a
-    data folder built before they existed still counts as current."""
-    options = {"copies": args.augment, "flip": args.aug_flip, "rotate": args.aug_rotate,
-               "scale": args.aug_scale, "shift": args.aug_shift}
-    defaults = augment.AugmentConfig()
-    for name in ("zoom", "rotate_any", "grey", "colour", "blur"):
-        value = getattr(args, "aug_" + name)
-        if value != getattr(defaults, name):
-            options[name] = value
-    return options
+    """The augmentation options as given, JSON-ready (part of the build key)."""
+    return {"copies": args.augment, "flip": args.aug_flip, "rotate": args.aug_rotate, "scale": args.aug_scale,
+            "shift": args.aug_shift, "zoom": args.aug_zoom, "rotate_any": args.aug_rotate_any,
+            "grey": args.aug_grey, "colour": args.aug_colour, "blur": args.aug_blur}
 
 
 def augment_config(args):

@@ -56,9 +56,7 @@ def build_level2(args):
     if not os.path.isfile(args.predictions):
         raise DataError(f"{args.predictions}: no such predictions file")
     inputs["predictions"] = args.predictions
-    extra = {"thresh": args.thresh if math.isfinite(args.thresh) else "inf"}
-    if args.train_crops != "prediction":  # only when not the default: older data folders stay current
-        extra["train_crops"] = args.train_crops
+    extra = {"thresh": args.thresh if math.isfinite(args.thresh) else "inf", "train_crops": args.train_crops}
     _, record, current = build.preflight(args, 2, inputs, extra, image_dir=build.image_folder(args))
     if current:
         return None

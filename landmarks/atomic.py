@@ -5,20 +5,8 @@ import os
 
 
 def write_text(path, text):
-    """Write `text` to `path` through a temporary name; returns the path."""
-    path = os.fspath(path)
-    folder, name = os.path.split(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    tmp = os.path.join(folder, f".{name}.tmp{os.getpid()}")
-    try:
-        with open(tmp, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    """Write `text` (UTF-8) to `path` through a temporary name; returns the path."""
+    return write_bytes(path, text.encode("utf-8"))
 
 
 def write_bytes(path, data):

@@ -21,7 +21,7 @@ OWNED = {
 }
 # The options of data_prep.level2's manifest that must match the run's settings.
 CROP_OPTIONS = {"thresh": "thresh", "size": "input_size", "limit": "limit", "seed": "seed", "split": "split",
-                "variant": "variant"}
+                "variant": "variant", "train_crops": "train_crops"}
 
 
 def fingerprint(path):
@@ -76,9 +76,6 @@ def crops_problems(run_dir, settings):
             now = now or None
         if option in options and then != now and not (option == "thresh" and float(then) == float(now)):
             problems.append(f"the crops were made with {option} {then}, the settings now say {now}")
-    then = options.get("train_crops", "prediction")  # data prep records it only when not the default
-    if options and then != settings.train_crops:
-        problems.append(f"the crops were made with train_crops {then}, the settings now say {settings.train_crops}")
     return problems
 
 

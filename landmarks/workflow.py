@@ -6,6 +6,7 @@ Every stage reads and writes one run folder, runs/<name>/, and writes its resolv
 there first; data prep is called through its own command line, so that what runs here is
 exactly what a user would run by hand.
 """
+import hashlib
 import json
 import math
 import subprocess
@@ -156,13 +157,15 @@ def dataset_root(settings):
     return root
 
 
+def _short_digest(text):
+    return hashlib.sha1(str(text).encode()).hexdigest()[:8]
+
+
 def level1_data_dir(settings):
     """Where level-1 data for these settings lives: shared by runs (data prep's manifest makes
     a rerun with the same inputs do nothing), one folder per dataset and split."""
     if settings.dataset:
-        import hashlib
-
-        digest = hashlib.sha1(str(Path(settings.dataset).resolve()).encode()).hexdigest()[:8]
+        digest = _short_digest(Path(settings.dataset).resolve())
         variant = f"-{settings.variant}" if settings.dataset_format == "celeba" else ""
         tag = f"{settings.dataset_format}{variant}-{settings.split}-seed{settings.seed}-{digest}"
     else:
@@ -171,9 +174,7 @@ def level1_data_dir(settings):
         tag += f"-limit{settings.limit}"
     augment = augment_args(settings, 1)
     if augment:  # each augmentation its own folder, so that runs with others never rebuild it
-        import hashlib
-
-        tag += "-aug" + hashlib.sha1(" ".join(map(str, augment)).encode()).hexdigest()[:8]
+        tag += "-aug" + _short_digest(" ".join(map(str, augment)))
     return Path(settings.data_root) / "level1" / f"{tag}-{settings.input_size}px"
 
 
@@ -208,8 +209,10 @@ def augment_args(settings, level):
         options["copies"] = settings.augment
     if not options.get("copies"):
         return []
-    return [a for k, v in sorted(options.items())
-            for a in ((f"--{'augment' if k == 'copies' else 'aug-' + k.replace('_', '-')}", v))]
+    args = []
+    for name, value in sorted(options.items()):
+        args += ["--augment" if name == "copies" else "--aug-" + name.replace("_", "-"), value]
+    return args
 
 
 def _dataset(settings, root):
