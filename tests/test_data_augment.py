@@ -5,15 +5,13 @@ import json
 import cv2
 import numpy as np
 import pytest
-from scipy import ndimage
 
 from landmarks.labels import FLIP_ORDER
 from landmarks.crop import crop_box
 from data_prep import augment, build, level1, synthetic
 from data_prep.preview import patch_points
+from support import POINT_COLOURS, colour_blobs
 
-# one colour per point (BGR), all distinct: left eye, right eye, nose, mouth left, mouth right
-COLOURS = np.array([(0, 0, 255), (0, 255, 0), (255, 0, 0), (0, 255, 255), (255, 0, 255)], dtype=float)
 POINTS = np.array([(150, 130), (330, 125), (245, 215), (175, 320), (320, 330)], dtype=float)
 SIZE = 96  # larger than 48 so that the centroids are measured precisely
 
@@ -22,33 +20,20 @@ SIZE = 96  # larger than 48 so that the centroids are measured precisely
 def dot_image(tmp_path_factory):
     path = tmp_path_factory.mktemp("dots") / "dots.png"  # PNG: no JPEG ringing between colours
     img = np.full((430, 470, 3), 0, np.uint8)
-    for (x, y), colour in zip(POINTS, COLOURS):
+    for (x, y), colour in zip(POINTS, POINT_COLOURS):
         cv2.circle(img, (int(x * 16), int(y * 16)), 12 * 16, tuple(int(c) for c in colour), -1,
                    lineType=cv2.LINE_AA, shift=4)
     cv2.imwrite(str(path), img)
     return path
 
 
-def _blobs(patch):
-    """{colour index: centroid (x, y)} of the coloured discs in a patch."""
-    intensity = patch.astype(float).max(axis=2)
-    labels, n = ndimage.label(intensity > 40)
-    found = {}
-    for k in range(1, n + 1):
-        mask = labels == k
-        mean = patch[mask].astype(float).mean(axis=0)
-        colour = int(np.argmin(np.linalg.norm(COLOURS / 255 - mean / mean.max(), axis=1)))
-        ys, xs = np.nonzero(mask)
-        w = intensity[mask]
-        found[colour] = np.array([(w * xs).sum() / w.sum(), (w * ys).sum() / w.sum()])
-    return found
 
 
 def _check_copy(task, settings, tolerance=0.35):
     sample = build.make_sample(task, settings)
     assert isinstance(sample, build.Sample), sample
     where = patch_points(sample.label, *sample.frame, SIZE)
-    blobs = _blobs(sample.pixels)
+    blobs = colour_blobs(sample.pixels)
     assert len(blobs) == 5
     # label i sits on the disc drawn for point i, or for its mirror partner after a flip
     order = FLIP_ORDER if task.jitter is not None and task.jitter.flip else range(5)

@@ -5,14 +5,12 @@ import json
 import cv2
 import numpy as np
 import pytest
-from scipy import ndimage
 
 from data_prep import augment, dataset, stress
 from landmarks.labels import FLIP_ORDER
+from support import POINT_COLOURS, colour_blobs
 
 SIZE = 96
-# one colour per point (BGR): left eye, right eye, nose, mouth left, mouth right
-COLOURS = np.array([(0, 0, 255), (0, 255, 0), (255, 0, 0), (0, 255, 255), (255, 0, 255)], dtype=float)
 FACE = np.array([[36.0, 38.0], [60.0, 38.0], [48.0, 52.0], [38.0, 66.0], [58.0, 66.0]])
 
 
@@ -21,7 +19,7 @@ def _root(tmp_path, count=12):
     for i in range(count):
         points = FACE + [(i % 3 - 1) * 3, (i % 2) * 3]
         img = np.zeros((SIZE, SIZE, 3), np.uint8)
-        for (x, y), colour in zip(points, COLOURS):
+        for (x, y), colour in zip(points, POINT_COLOURS):
             cv2.circle(img, (int(x * 16), int(y * 16)), 4 * 16, tuple(int(c) for c in colour), -1, cv2.LINE_AA, 4)
         name = f"faces/f{i:02d}.png"  # PNG: no JPEG ringing between colours
         (tmp_path / "faces").mkdir(parents=True, exist_ok=True)
@@ -31,19 +29,6 @@ def _root(tmp_path, count=12):
     return tmp_path
 
 
-def _blobs(patch):
-    intensity = patch.astype(float).max(axis=2)
-    labels, n = ndimage.label(intensity > 60)
-    found = {}
-    for k in range(1, n + 1):
-        mask = labels == k
-        if mask.sum() < 8:
-            continue
-        mean = patch[mask].astype(float).mean(axis=0)
-        colour = int(np.argmin(np.linalg.norm(COLOURS / 255 - mean / mean.max(), axis=1)))
-        ys, xs = np.nonzero(mask)
-        found[colour] = np.array([xs.mean(), ys.mean()])
-    return found
 
 
 def test_labels_follow_every_transform(tmp_path):
@@ -64,7 +49,7 @@ def test_labels_follow_every_transform(tmp_path):
         flip = "flip=1" in item["jitter"]
         flips += flip
         angles.append(abs(float(item["jitter"].split("angle=")[1].split(",")[0])))
-        blobs = _blobs(image)
+        blobs = colour_blobs(image, threshold=60, min_pixels=8, weighted=False)
         for i, drawn in enumerate(FLIP_ORDER if flip else range(5)):
             assert np.abs(points[i] - blobs[drawn]).max() < 1.0, (item, i)
     assert 0 < flips < 12 and max(angles) > 20

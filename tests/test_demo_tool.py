@@ -7,7 +7,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import caffe
 import cv2
 import numpy as np
 import pytest
@@ -15,37 +14,18 @@ import pytest
 from landmarks.crop import crop_box
 from landmarks.draw import COLOURS
 from landmarks.labels import as_rows, denormalise
+from support import LEVEL1_OUT, LEVEL2_OUT, fixed_output_models
 
 ROOT = Path(__file__).resolve().parent.parent
 TOOL = ROOT / "tools" / "demo.py"
-DEPLOY = {1: ROOT / "prototxt" / "level1_deploy.prototxt", 2: ROOT / "prototxt" / "level2_deploy.prototxt"}
 WIDTH, HEIGHT = 360, 300
-# normalised outputs: level 1 in the whole image, level 2 in the crop (both face-like)
-LEVEL1_OUT = np.array([[-0.3, -0.3], [0.3, -0.3], [0.0, 0.05], [-0.25, 0.4], [0.25, 0.4]])
-LEVEL2_OUT = np.array([[-0.35, -0.5], [0.35, -0.5], [0.0, -0.2], [-0.3, 0.3], [0.3, 0.3]])
 TRUTH = np.array([[60, 40], [300, 40], [180, 270], [40, 250], [320, 250]], dtype=np.float64)  # far from both
 TOLERANCE = 60  # JPEG (quality 95, 4:2:0 chroma) blurs the small dots' colour somewhat
 
 
-def _fixed_output_net(level, points, path):
-    net = caffe.Net(str(DEPLOY[level]), caffe.TEST)
-    for name, blobs in net.params.items():
-        if net.layers[list(net._layer_names).index(name)].type == "BatchNorm":
-            blobs[0].data[...], blobs[1].data[...], blobs[2].data[...] = 0, 1, 1
-        else:
-            for blob in blobs:
-                blob.data[...] = 0.01
-    net.params["fc2"][0].data[...] = 0
-    net.params["fc2"][1].data[...] = as_rows(points)
-    net.save(str(path))
-    return str(path)
-
-
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("models")
-    return [(str(DEPLOY[level]), _fixed_output_net(level, out, folder / f"level{level}.caffemodel"))
-            for level, out in ((1, LEVEL1_OUT), (2, LEVEL2_OUT))]
+    return fixed_output_models(tmp_path_factory.mktemp("models"))
 
 
 @pytest.fixture

@@ -80,6 +80,18 @@ def test_gpu_request_without_gpu_is_refused(monkeypatch):
     assert train.gpu_args("") == [] and train.gpu_args(None) == []
 
 
+def _driver_until(script, paths, run, marker, timeout=120):
+    """The training driver run by `script` in a process group of its own, once its output
+    has shown `marker` (or after `timeout` seconds); stdout stays open for the rest."""
+    proc = subprocess.Popen([sys.executable, "-c", script, str(paths["solver"]), str(run)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    deadline = time.time() + timeout
+    for line in proc.stdout:
+        if marker in line or time.time() > deadline:
+            break
+    return proc
+
+
 @pytest.mark.slow
 def test_ctrl_c_stops_with_a_snapshot(tmp_path):
     # display 1000: the last line shown is iteration 0's, so a message taken from the display
@@ -89,12 +101,7 @@ def test_ctrl_c_stops_with_a_snapshot(tmp_path):
     script = ("import sys; from landmarks import train\n"
               "try:\n    train.train(sys.argv[1], sys.argv[2])\n"
               "except KeyboardInterrupt as e:\n    print('STOPPED', e); sys.exit(130)\n")
-    proc = subprocess.Popen([sys.executable, "-c", script, str(paths["solver"]), str(tmp_path / "run")],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
-    deadline = time.time() + 120
-    for line in proc.stdout:
-        if "iter       0/" in line or time.time() > deadline:
-            break
+    proc = _driver_until(script, paths, tmp_path / "run", "iter       0/")
     time.sleep(3)  # some iterations past the last display
     os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: the whole group
     out, _ = proc.communicate(timeout=120)
@@ -224,12 +231,7 @@ def test_sigkill_of_the_driver_then_resume(tmp_path):
     data = _data(tmp_path / "data")
     paths = _files(tmp_path, data, max_iter={1: 100000, 2: 100000}, snapshot=2, display=1, test_interval=100000)
     script = "import sys; from landmarks import train\ntrain.train(sys.argv[1], sys.argv[2])\n"
-    proc = subprocess.Popen([sys.executable, "-c", script, str(paths["solver"]), str(tmp_path / "run")],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
-    deadline = time.time() + 120
-    for line in proc.stdout:
-        if "iter       7/" in line or time.time() > deadline:
-            break
+    proc = _driver_until(script, paths, tmp_path / "run", "iter       7/")
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait(timeout=60)
     record = json.loads((tmp_path / "run" / "train.json").read_text())
