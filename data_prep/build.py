@@ -11,7 +11,6 @@ share are defined here too, once.
 import contextlib
 from collections import Counter
 from dataclasses import dataclass
-import multiprocessing
 import os
 import signal
 import sys
@@ -28,7 +27,7 @@ from landmarks.labels import as_rows, normalise
 from landmarks.metrics import image_errors
 from landmarks import images
 from landmarks.progress import bar as progress_bar
-from data_prep import augment, dataset, errata, manifest, writers
+from data_prep import augment, dataset, errata, manifest, parallel, writers
 from data_prep.dataset import DataError, Problem
 from data_prep.preview import contact_sheet
 
@@ -145,62 +144,29 @@ _SETTINGS = None
 def _init_worker(settings):
     global _SETTINGS
     _SETTINGS = settings
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle (clean abort)
 
 
 def _work(task):
     return make_sample(task, _SETTINGS)
 
 
-def available_cores():
-    return len(os.sched_getaffinity(0))  # respects taskset and CPU-limited containers
-
-
-def _bounded(tasks, slots, stopped):
-    """The tasks, one per free slot: Pool.imap reads its input as fast as it can and keeps
-    every finished result until it is consumed, so without this a slow writer would let
-    the whole data set pile up in memory."""
-    for task in tasks:
-        slots.acquire()
-        if stopped.is_set():
-            return
-        yield task
-
-
 def stream(tasks, settings, workers=None, progress=True, desc=""):
     """Yield `make_sample` results in task order, using `workers` processes; at most a few
-    chunks per worker are in flight at any time."""
-    workers = workers or available_cores()
-    if workers <= 1 or len(tasks) < 2:
-        with progress_bar(total=len(tasks), unit="img", disable=not progress, desc=desc, dynamic_ncols=True) as bar:
-            for task in tasks:
-                yield make_sample(task, settings)
+    chunks per worker are in flight at any time (data_prep.parallel)."""
+    workers = workers or parallel.available_cores()
+    with progress_bar(total=len(tasks), unit="img", disable=not progress, desc=desc, dynamic_ncols=True) as bar:
+        if workers <= 1 or len(tasks) < 2:
+            results = (make_sample(task, settings) for task in tasks)
+        else:
+            # Chunks amortise the inter-process traffic; small enough to keep the bar moving.
+            chunk = max(1, min(64, len(tasks) // (workers * 8)))
+            results = parallel.imap(_work, tasks, workers, chunk=chunk, initializer=_init_worker, initargs=(settings,))
+        try:
+            for result in results:
+                yield result
                 bar.update()
-        return
-    # Chunks amortise the inter-process traffic; small enough to keep the bar moving.
-    chunk = max(1, min(64, len(tasks) // (workers * 8)))
-    slots, stopped = threading.Semaphore(4 * chunk * workers), threading.Event()
-    # One OpenCV thread per worker (the processes are the parallelism). It must be set in the
-    # parent before forking: cv2.setNumThreads in a child forked after the parent used
-    # OpenCV's thread pool (any large cv2.resize) deadlocks. Fork, not spawn, so that callers
-    # need no `if __name__ == "__main__"` guard and workers start at once.
-    threads = cv2.getNumThreads()
-    cv2.setNumThreads(1)
-    try:
-        with multiprocessing.get_context("fork").Pool(workers, initializer=_init_worker, initargs=(settings,)) as pool:
-            with progress_bar(total=len(tasks), unit="img", disable=not progress, desc=desc, dynamic_ncols=True) as bar:
-                try:
-                    for result in pool.imap(_work, _bounded(tasks, slots, stopped), chunksize=chunk):
-                        slots.release()
-                        yield result
-                        bar.update()
-                finally:
-                    # Unblock the pool's feeder thread (it may wait for a slot) so the pool can close.
-                    stopped.set()
-                    for _ in range(workers * chunk + 1):
-                        slots.release()
-    finally:
-        cv2.setNumThreads(threads)
+        finally:
+            results.close()  # the pool shuts down now, not when the generator is collected
 
 
 @contextlib.contextmanager
@@ -340,7 +306,7 @@ def add_common_arguments(parser):
     parser.add_argument("--aug-colour", type=float, default=defaults.colour,
                         help="contrast and brightness jitter, +-fraction (default: %(default)s)")
     parser.add_argument("--aug-blur", type=float, default=defaults.blur, help="blur probability (default: %(default)s)")
-    parser.add_argument("--workers", type=int, default=available_cores(),
+    parser.add_argument("--workers", type=int, default=parallel.available_cores(),
                         help="worker processes (default: every available core, here %(default)s)")
     parser.add_argument("--no-errata", dest="errata", action="store_false",
                         help="keep labels that data_prep/errata.py knows to be wrong as given")

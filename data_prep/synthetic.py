@@ -28,8 +28,6 @@ the number of worker processes (for one OpenCV build, whose JPEG encoder writes 
 import argparse
 import json
 import math
-import multiprocessing
-import os
 import shutil
 import sys
 import time
@@ -42,6 +40,7 @@ import numpy as np
 
 from landmarks import checks
 from landmarks.progress import bar as progress_bar
+from data_prep import parallel
 from data_prep.face_model import FaceParams, draw_face, ellipse, face_box, face_points, scaled
 from landmarks.labels import NUM_POINTS, as_rows
 
@@ -263,27 +262,16 @@ def _render_range(job):
 def _render_all(out_dir, count, seed, workers, progress):
     chunk = max(1, min(64, count // (4 * workers) or 1))
     jobs = [(str(out_dir), seed, s, min(count, s + chunk)) for s in range(0, count, chunk)]
-    bar = progress_bar(total=count, desc="synthetic CelebA", unit="img", file=sys.stderr,
-               disable=not progress or count < 500, mininterval=0.5)
+    if workers == 1:
+        parts = map(_render_range, jobs)
+    else:
+        parts = parallel.imap(_render_range, jobs, workers)
     rows = []
-    # One OpenCV thread: the worker processes are the parallelism. Set before forking, and
-    # never in a child: a forked child that resizes OpenCV's inherited pool deadlocks.
-    threads = cv2.getNumThreads()
-    cv2.setNumThreads(1)
-    try:
-        if workers == 1:
-            for job in jobs:
-                rows += _render_range(job)
-                bar.update(job[3] - job[2])
-        else:
-            # fork, not spawn: spawn re-runs the caller's main module in every worker.
-            with multiprocessing.get_context("fork").Pool(workers) as pool:
-                for part in pool.imap_unordered(_render_range, jobs):
-                    rows += part
-                    bar.update(len(part))
-    finally:
-        cv2.setNumThreads(threads)
-        bar.close()
+    with progress_bar(total=count, desc="synthetic CelebA", unit="img", file=sys.stderr,
+                      disable=not progress or count < 500, mininterval=0.5) as bar:
+        for part in parts:
+            rows += part
+            bar.update(len(part))
     return sorted(rows)
 
 
@@ -313,7 +301,7 @@ def generate(out_dir, count, seed, workers=None, progress=True, force=False):
     if out_dir.exists() and stamp is None and any(out_dir.iterdir()):
         raise FileExistsError(f"{out_dir} exists and is not a synthetic CelebA; refusing to replace it")
     started = time.time()
-    workers = workers or len(os.sched_getaffinity(0))
+    workers = workers or parallel.available_cores()
     # A process for fewer than 16 images costs more to start than it saves.
     workers = max(1, min(int(workers), math.ceil(count / 16)))
     partial = out_dir.with_name(out_dir.name + ".partial")

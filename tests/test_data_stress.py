@@ -4,7 +4,6 @@ import json
 
 import cv2
 import numpy as np
-import pytest
 
 from data_prep import augment, dataset, stress
 from landmarks.labels import FLIP_ORDER

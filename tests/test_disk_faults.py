@@ -80,8 +80,10 @@ def test_data_prep_on_a_full_disk(dataset, full_disk, fmt):
     assert _files_under(full_disk) == []  # no .partial left to keep the disk full
 
 
-def test_synthetic_data_on_a_full_disk(full_disk):
-    proc = _run(["-m", "data_prep.synthetic", "--out", str(full_disk / "syn"), "--count", "400", "--quiet"])
+@pytest.mark.parametrize("workers", ["1", "2", "25"])  # 25: Pool.terminate() once hung here (data_prep.parallel)
+def test_synthetic_data_on_a_full_disk(full_disk, workers):
+    proc = _run(["-m", "data_prep.synthetic", "--out", str(full_disk / "syn"), "--count", "400", "--quiet",
+                 "--workers", workers])
     _one_clean_line(proc, "no space left on")
     assert os.listdir(full_disk) == []
 

@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 
 import caffe
-import cv2
 import numpy as np
 import pytest
 from caffe.proto import caffe_pb2

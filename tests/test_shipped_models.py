@@ -80,5 +80,5 @@ def test_predict_tool_uses_the_shipped_models(tmp_path):
     for i in range(6):
         points = by_name[str(folder / ("more" if i % 2 else "") / f"face{i}.jpg")]
         error = interocular_errors(points[None], truth[i][None])[0]
-        assert error < FACE_BOUND, (name, error)
+        assert error < FACE_BOUND, (i, error)
     assert len(list((tmp_path / "drawn").rglob("*_points.jpg"))) == 6

@@ -34,7 +34,6 @@ from data_prep.predictions import write_predictions
 from landmarks import backends, checks, runs
 from landmarks.images import ImageError
 from landmarks.atomic import write_json
-from landmarks import backends
 from landmarks.inference import Cascade
 from landmarks.labels import POINT_NAMES
 from landmarks.metrics import image_errors, summarise
