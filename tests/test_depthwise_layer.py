@@ -1,5 +1,8 @@
 """ConvolutionDepthwise against stock Convolution with group == C, and a finite-difference check."""
 import itertools
+import os
+import subprocess
+import sys
 
 import caffe
 import numpy as np
@@ -55,6 +58,14 @@ CASES = [
     ((1, 3, 8, 11), 3, 1, 0, False),
     ((7, 3, 7, 9), 5, 2, 0, True),
     ((2, 4, 13, 10), 3, 1, 1, False),
+    # eight channels and more: the AVX2 path's whole groups (8-pixel transposes across row
+    # ends, and the rest of a plane) next to a part group
+    ((3, 20, 9, 11), 3, 1, 1, True),
+    ((2, 16, 12, 12), 3, 2, 1, False),
+    ((4, 24, 6, 6), 3, 1, 1, True),
+    ((1, 9, 3, 3), 3, 1, 1, False),
+    ((2, 17, 24, 24), 3, 2, 1, True),
+    ((2, 12, 10, 7), 5, 1, 2, True),
 ]
 
 
@@ -157,3 +168,14 @@ def test_group_field_is_ignored(tmp_path, rng):
         net.blobs["data"].data[...] = x
         net.forward()
     np.testing.assert_array_equal(plain.blobs["out"].data, grouped.blobs["out"].data)
+
+
+def test_the_sse_path_matches_too():
+    """The AVX2 code is chosen where the CPU has it; the baseline SSE code (any x86-64) must
+    agree as well, so the comparisons above run again with it forced."""
+    env = dict(os.environ, CAFFE_EXT_DEPTHWISE_ISA="sse")
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__,
+                           "-k", "matches_group or dilation or accumulate or finite"],
+                          env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:]
+    assert " passed" in done.stdout and "failed" not in done.stdout

@@ -1,48 +1,37 @@
-// ConvolutionDepthwise, float CPU path with four channels per vector; see
-// include/caffe/layers/conv_dw_lanes.hpp. Work is split over (image, group of four
-// channels) in memory order; each thread has its own padded buffers and its own share of the
-// parameter gradients, added up at the end.
-// -O3 for the vector loops (Caffe compiles at -O2); no -march: SSE2, any x86-64.
+// ConvolutionDepthwise, float CPU path: the body (conv_dw_lanes_body.hpp) compiled twice,
+// for SSE with four channels per vector (any x86-64) and for AVX2 + FMA with eight, and the
+// one chosen when the process first runs the layer: AVX2 where the CPU has it, unless
+// CAFFE_EXT_DEPTHWISE_ISA=sse asks for the baseline (tests compare the two).
+// -O3 for the vector loops (Caffe compiles at -O2); no -march: the AVX2 code is only a
+// target region, so the library still loads and runs on any x86-64 CPU.
 #pragma GCC optimize("O3")
 
-#include <xmmintrin.h>  // SSE, part of every x86-64
+#include <immintrin.h>
 
 #include <algorithm>
-#include <vector>
+#include <cstdlib>
+#include <cstring>
+#include <new>
+#include <string>
 
 #include "caffe/layers/conv_dw_lanes.hpp"
 #include "caffe/util/cpu_threads.hpp"
 
 namespace caffe {
 
-namespace {
+namespace dw_sse {
 
-typedef float v4 __attribute__((vector_size(16)));
+typedef float V __attribute__((vector_size(16)));
 const int kLanes = 4;
 
-struct Layout {
-  explicit Layout(const DepthwiseGeometry& g)
-      : g(g), hp(g.height + 2 * g.pad_h), wp(g.width + 2 * g.pad_w),
-        in_plane(g.height * g.width), out_plane(g.top_height * g.top_width),
-        taps(g.kernel_h * g.kernel_w), groups((g.channels + kLanes - 1) / kLanes) {}
-  const DepthwiseGeometry& g;
-  int hp, wp, in_plane, out_plane, taps, groups;
-  // Offset in the padded buffer of tap k for the output pixel whose window starts at 0.
-  int tap_offset(int k) const {
-    return (k / g.kernel_w) * g.dilation_h * wp + (k % g.kernel_w) * g.dilation_w;
-  }
-};
-
-// Four planes' values at [i, i+4) as four vectors of one pixel each (a 4x4 transpose), and
-// back: the interleaving moves four pixels per step instead of one value.
-inline void load_pixels(const float* planes, int plane, int i, v4* px) {
+inline void load_pixels(const float* planes, int plane, int i, V* px) {
   __m128 a = _mm_loadu_ps(planes + i), b = _mm_loadu_ps(planes + plane + i);
   __m128 c = _mm_loadu_ps(planes + 2 * plane + i), d = _mm_loadu_ps(planes + 3 * plane + i);
   _MM_TRANSPOSE4_PS(a, b, c, d);
-  px[0] = (v4)a; px[1] = (v4)b; px[2] = (v4)c; px[3] = (v4)d;
+  px[0] = (V)a; px[1] = (V)b; px[2] = (V)c; px[3] = (V)d;
 }
 
-inline void store_pixels(const v4* px, int plane, int i, float* planes) {
+inline void store_pixels(const V* px, int plane, int i, float* planes) {
   __m128 a = (__m128)px[0], b = (__m128)px[1], c = (__m128)px[2], d = (__m128)px[3];
   _MM_TRANSPOSE4_PS(a, b, c, d);
   _mm_storeu_ps(planes + i, a);
@@ -51,157 +40,94 @@ inline void store_pixels(const v4* px, int plane, int i, float* planes) {
   _mm_storeu_ps(planes + 3 * plane + i, d);
 }
 
-// Pixels [i, i + count) of `lanes` planes as vectors (unused lanes zero).
-inline void load_run(const float* planes, int plane, int i, int count, int lanes, v4* px) {
-  int j = 0;
-  if (lanes == kLanes) {
-    for (; j + 4 <= count; j += 4) load_pixels(planes, plane, i + j, px + j);
-  }
-  for (; j < count; ++j) {
-    v4 v = {0, 0, 0, 0};
-    for (int l = 0; l < lanes; ++l) v[l] = planes[l * plane + i + j];
-    px[j] = v;
-  }
+#include "conv_dw_lanes_body.hpp"
+
+}  // namespace dw_sse
+
+#pragma GCC push_options
+#pragma GCC target("avx2,fma")
+
+namespace dw_avx2 {
+
+typedef float V __attribute__((vector_size(32)));
+const int kLanes = 8;
+
+// r[0..7] = rows of an 8 x 8 block in, its columns out.
+inline void transpose8(__m256* r) {
+  const __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
+  const __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
+  const __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
+  const __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
+  const __m256 s0 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(1, 0, 1, 0));
+  const __m256 s1 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(3, 2, 3, 2));
+  const __m256 s2 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(1, 0, 1, 0));
+  const __m256 s3 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(3, 2, 3, 2));
+  const __m256 s4 = _mm256_shuffle_ps(t4, t6, _MM_SHUFFLE(1, 0, 1, 0));
+  const __m256 s5 = _mm256_shuffle_ps(t4, t6, _MM_SHUFFLE(3, 2, 3, 2));
+  const __m256 s6 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(1, 0, 1, 0));
+  const __m256 s7 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(3, 2, 3, 2));
+  r[0] = _mm256_permute2f128_ps(s0, s4, 0x20);
+  r[1] = _mm256_permute2f128_ps(s1, s5, 0x20);
+  r[2] = _mm256_permute2f128_ps(s2, s6, 0x20);
+  r[3] = _mm256_permute2f128_ps(s3, s7, 0x20);
+  r[4] = _mm256_permute2f128_ps(s0, s4, 0x31);
+  r[5] = _mm256_permute2f128_ps(s1, s5, 0x31);
+  r[6] = _mm256_permute2f128_ps(s2, s6, 0x31);
+  r[7] = _mm256_permute2f128_ps(s3, s7, 0x31);
 }
 
-inline void store_run(const v4* px, int plane, int i, int count, int lanes, float* planes) {
-  int j = 0;
-  if (lanes == kLanes) {
-    for (; j + 4 <= count; j += 4) store_pixels(px + j, plane, i + j, planes);
-  }
-  for (; j < count; ++j) {
-    for (int l = 0; l < lanes; ++l) planes[l * plane + i + j] = px[j][l];
-  }
+inline void load_pixels(const float* planes, int plane, int i, V* px) {
+  __m256 r[8];
+  for (int l = 0; l < 8; ++l) r[l] = _mm256_loadu_ps(planes + l * plane + i);
+  transpose8(r);
+  for (int l = 0; l < 8; ++l) px[l] = (V)r[l];
 }
 
-// The planes of channels c0 .. c0+lanes-1 (of one image) into the padded buffer's interior.
-__attribute__((noinline)) void gather(const Layout& s, const float* planes, int lanes, v4* buf) {
-  const DepthwiseGeometry& g = s.g;
-  for (int ih = 0; ih < g.height; ++ih) {
-    load_run(planes, s.in_plane, ih * g.width, g.width, lanes, buf + (ih + g.pad_h) * s.wp + g.pad_w);
-  }
+inline void store_pixels(const V* px, int plane, int i, float* planes) {
+  __m256 r[8];
+  for (int l = 0; l < 8; ++l) r[l] = (__m256)px[l];
+  transpose8(r);
+  for (int l = 0; l < 8; ++l) _mm256_storeu_ps(planes + l * plane + i, r[l]);
 }
 
-// Per-tap weights of four channels, one vector each (zero in unused lanes).
-void lane_weights(const Layout& s, const float* weight, int c0, int lanes, v4* w) {
-  for (int k = 0; k < s.taps; ++k) {
-    v4 v = {0, 0, 0, 0};
-    for (int l = 0; l < lanes; ++l) v[l] = weight[(c0 + l) * s.taps + k];
-    w[k] = v;
-  }
-}
+#include "conv_dw_lanes_body.hpp"
 
-__attribute__((noinline)) void forward_group(const Layout& s, const v4* buf, const v4* w, v4 bias,
-                                             int lanes, float* out, v4* row_out) {
-  const DepthwiseGeometry& g = s.g;
-  int offsets[64];
-  for (int k = 0; k < s.taps && k < 64; ++k) offsets[k] = s.tap_offset(k);
-  for (int oh = 0; oh < g.top_height; ++oh) {
-    const v4* row = buf + oh * g.stride_h * s.wp;
-    for (int ow = 0; ow < g.top_width; ++ow) {
-      const v4* window = row + ow * g.stride_w;
-      v4 acc = bias;
-      for (int k = 0; k < s.taps; ++k) acc += w[k] * window[offsets[k]];
-      row_out[ow] = acc;
-    }
-    store_run(row_out, s.out_plane, oh * g.top_width, g.top_width, lanes, out);
-  }
-}
+}  // namespace dw_avx2
 
-// Accumulates dx into the padded buffer dbuf (zeroed by the caller) and the weight/bias
-// gradients into dw/db, from the four channels' top gradient planes.
-__attribute__((noinline)) void backward_group(const Layout& s, const v4* xbuf, v4* dbuf, const v4* w,
-                                              const float* top_diff, int lanes, v4* dw, v4* db, v4* row_dy) {
-  const DepthwiseGeometry& g = s.g;
-  int offsets[64];
-  for (int k = 0; k < s.taps && k < 64; ++k) offsets[k] = s.tap_offset(k);
-  for (int oh = 0; oh < g.top_height; ++oh) {
-    load_run(top_diff, s.out_plane, oh * g.top_width, g.top_width, lanes, row_dy);
-    for (int ow = 0; ow < g.top_width; ++ow) {
-      const v4 dy = row_dy[ow];
-      *db += dy;
-      const int base = oh * g.stride_h * s.wp + ow * g.stride_w;
-      if (xbuf) {
-        for (int k = 0; k < s.taps; ++k) dw[k] += dy * xbuf[base + offsets[k]];
-      }
-      if (dbuf) {
-        for (int k = 0; k < s.taps; ++k) dbuf[base + offsets[k]] += w[k] * dy;
-      }
-    }
-  }
-}
+#pragma GCC pop_options
 
-// The padded buffer's interior back into the planes of `lanes` channels.
-__attribute__((noinline)) void scatter(const Layout& s, const v4* buf, int lanes, float* planes) {
-  const DepthwiseGeometry& g = s.g;
-  for (int ih = 0; ih < g.height; ++ih) {
-    store_run(buf + (ih + g.pad_h) * s.wp + g.pad_w, s.in_plane, ih * g.width, g.width, lanes, planes);
-  }
-}
+namespace {
 
-inline long work(const Layout& s) {
-  return static_cast<long>(s.g.num) * s.g.channels * s.out_plane * s.taps / 4;
+bool use_avx2() {
+  static const bool chosen = [] {
+    const char* isa = std::getenv("CAFFE_EXT_DEPTHWISE_ISA");
+    if (isa && std::string(isa) == "sse") return false;
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  }();
+  return chosen;
 }
 
 }  // namespace
 
+const char* depthwise_lanes_isa() { return use_avx2() ? "avx2" : "sse"; }
+
 void depthwise_lanes_forward(const DepthwiseGeometry& g, const float* in, const float* weight,
                              const float* bias, float* out) {
-  const Layout s(g);
-  const long units = static_cast<long>(g.num) * s.groups;
-#pragma omp parallel if (worth_threads(work(s)))
-  {
-    std::vector<v4> buf(static_cast<size_t>(s.hp) * s.wp, v4{0, 0, 0, 0});  // border stays zero
-    std::vector<v4> w(s.taps), row_out(g.top_width);
-#pragma omp for schedule(static)
-    for (long u = 0; u < units; ++u) {
-      const int n = u / s.groups, c0 = (u % s.groups) * kLanes;
-      const int lanes = std::min(kLanes, g.channels - c0);
-      const long first = static_cast<long>(n) * g.channels + c0;
-      lane_weights(s, weight, c0, lanes, &w[0]);
-      v4 b = {0, 0, 0, 0};
-      for (int l = 0; bias && l < lanes; ++l) b[l] = bias[c0 + l];
-      gather(s, in + first * s.in_plane, lanes, &buf[0]);
-      forward_group(s, &buf[0], &w[0], b, lanes, out + first * s.out_plane, &row_out[0]);
-    }
+  if (use_avx2()) {
+    dw_avx2::forward(g, in, weight, bias, out);
+  } else {
+    dw_sse::forward(g, in, weight, bias, out);
   }
 }
 
 void depthwise_lanes_backward(const DepthwiseGeometry& g, const float* in, const float* top_diff,
                               const float* weight, float* in_diff, float* weight_diff,
                               float* bias_diff) {
-  const Layout s(g);
-  const long units = static_cast<long>(g.num) * s.groups;
-#pragma omp parallel if (worth_threads(work(s)))
-  {
-    std::vector<v4> xbuf(static_cast<size_t>(s.hp) * s.wp, v4{0, 0, 0, 0});
-    std::vector<v4> dbuf(xbuf.size());
-    std::vector<v4> w(s.taps), row_dy(g.top_width);
-    // This thread's parameter gradients, per group of four channels.
-    std::vector<v4> dw(static_cast<size_t>(s.groups) * s.taps, v4{0, 0, 0, 0});
-    std::vector<v4> db(s.groups, v4{0, 0, 0, 0});
-#pragma omp for schedule(static)
-    for (long u = 0; u < units; ++u) {
-      const int n = u / s.groups, group = u % s.groups, c0 = group * kLanes;
-      const int lanes = std::min(kLanes, g.channels - c0);
-      const long first = static_cast<long>(n) * g.channels + c0;
-      lane_weights(s, weight, c0, lanes, &w[0]);
-      if (weight_diff) gather(s, in + first * s.in_plane, lanes, &xbuf[0]);
-      if (in_diff) std::fill(dbuf.begin(), dbuf.end(), v4{0, 0, 0, 0});
-      backward_group(s, weight_diff ? &xbuf[0] : NULL, in_diff ? &dbuf[0] : NULL, &w[0],
-                     top_diff + first * s.out_plane, lanes, &dw[group * s.taps], &db[group], &row_dy[0]);
-      if (in_diff) scatter(s, &dbuf[0], lanes, in_diff + first * s.in_plane);
-    }
-#pragma omp critical
-    {
-      for (int group = 0; group < s.groups; ++group) {
-        const int c0 = group * kLanes, lanes = std::min(kLanes, g.channels - c0);
-        for (int l = 0; l < lanes; ++l) {
-          for (int k = 0; weight_diff && k < s.taps; ++k) weight_diff[(c0 + l) * s.taps + k] += dw[group * s.taps + k][l];
-          if (bias_diff) bias_diff[c0 + l] += db[group][l];
-        }
-      }
-    }
+  if (use_avx2()) {
+    dw_avx2::backward(g, in, top_diff, weight, in_diff, weight_diff, bias_diff);
+  } else {
+    dw_sse::backward(g, in, top_diff, weight, in_diff, weight_diff, bias_diff);
   }
 }
 
