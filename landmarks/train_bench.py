@@ -12,7 +12,8 @@ sides interleaved so that load on this noisy machine hits both alike. Per layer 
 come from running the nets layer by layer (`_forward`/`_backward`). The depthwise targets
 time one layer alone, our `ConvolutionDepthwise` against the grouped `Convolution`, at every
 depthwise shape of the level-1 net, batch 1 and 128, with `caffe time`'s per-layer C++ timers
-(through pycaffe, the per-call overhead is a large part of a batch-1 layer's few microseconds).
+(through pycaffe, the per-call overhead is a large part of a batch-1 layer's few microseconds),
+the median of a few runs a side, alternating.
 """
 import os
 import platform
@@ -27,6 +28,7 @@ import numpy as np
 TARGET_TRAIN_SPEEDUP = 4.0
 TARGET_DEPTHWISE_SPEEDUP = 3.0
 BATCH = 128
+DW_ROUNDS = 3  # caffe time runs per depthwise shape and side
 STOCK_TYPES = {"BatchNorm": "StockBatchNorm", "Scale": "StockScale", "ReLU": "StockReLU"}
 
 
@@ -135,25 +137,29 @@ def _single_layer_prototxt(folder, kind, shape, kernel, stride, pad):
     return path
 
 
-def time_depthwise(folder, shape, kernel, stride, pad, iterations):
+def time_depthwise(folder, shape, kernel, stride, pad, iterations, rounds=DW_ROUNDS):
     """{"group"|"layer": {"forward": ms, "backward": ms}} for one depthwise shape, from
-    `caffe time`'s per-layer timers (C++: no Python call overhead in what is timed)."""
+    `caffe time`'s per-layer timers (C++: no Python call overhead in what is timed): `rounds`
+    runs a side, the two sides alternating so that a burst of load hits both, and the median
+    of each side's runs (a batch-1 layer takes microseconds: one run's mean is noisy)."""
     import subprocess
 
     from landmarks.caffe_log import parse_time
     from landmarks.caffe_runtime import caffe_binary
 
-    result = {}
+    runs = {"group": [], "layer": []}
     env = dict(os.environ, GLOG_minloglevel="0", GLOG_logtostderr="1")
-    for kind in ("group", "layer"):
-        model = _single_layer_prototxt(folder, kind, shape, kernel, stride, pad)
-        proc = subprocess.run([caffe_binary(), "time", f"-model={model}", f"-iterations={iterations}"],
-                              capture_output=True, text=True, env=env)
-        layers, _ = parse_time(proc.stdout + proc.stderr)
-        if proc.returncode != 0 or "out" not in layers:
-            raise RuntimeError(f"caffe time on {model} failed:\n{(proc.stdout + proc.stderr)[-2000:]}")
-        result[kind] = layers["out"]
-    return result
+    models = {kind: _single_layer_prototxt(folder, kind, shape, kernel, stride, pad) for kind in runs}
+    for _ in range(rounds):
+        for kind, model in models.items():
+            proc = subprocess.run([caffe_binary(), "time", f"-model={model}", f"-iterations={iterations}"],
+                                  capture_output=True, text=True, env=env)
+            layers, _ = parse_time(proc.stdout + proc.stderr)
+            if proc.returncode != 0 or "out" not in layers:
+                raise RuntimeError(f"caffe time on {model} failed:\n{(proc.stdout + proc.stderr)[-2000:]}")
+            runs[kind].append(layers["out"])
+    return {kind: {d: statistics.median(r[d] for r in times) for d in ("forward", "backward")}
+            for kind, times in runs.items()}
 
 
 def depthwise_shapes():
@@ -225,7 +231,8 @@ def format_report(result):
     stock, ours = result["layer_type_ms"]["stock"], result["layer_type_ms"]["ours"]
     for kind in sorted(set(stock) | set(ours), key=lambda k: -stock.get(k, ours.get(k, 0))):
         lines.append(f"  {kind:22s} {stock.get(kind, 0):9.1f} | {ours.get(kind, 0):9.1f}")
-    lines.append("depthwise layer alone (caffe time), ms (grouped Convolution | ours), forward and backward:")
+    lines.append(f"depthwise layer alone (caffe time, median of {DW_ROUNDS} alternating runs a side), ms "
+                 "(grouped Convolution | ours), forward and backward:")
     for r in result["depthwise"]:
         b, c, h, w = r["shape"]
         lines.append(f"  batch {b:3d} {c:3d}x{h:2d}x{w:2d} s{r['stride']}   fwd {r['group_ms']['forward']:8.3f} | "

@@ -15,7 +15,6 @@
 #include <string>
 
 #include "caffe/layers/conv_dw_lanes.hpp"
-#include "caffe/util/cpu_threads.hpp"
 
 namespace caffe {
 

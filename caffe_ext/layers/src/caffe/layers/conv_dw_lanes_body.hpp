@@ -156,8 +156,13 @@ __attribute__((noinline)) void backward_pixels(const Layout& s, const V* xbuf, V
 
 inline bool three_by_three(const DepthwiseGeometry& g) { return g.kernel_h == 3 && g.kernel_w == 3; }
 
-inline long work(const Layout& s) {
-  return static_cast<long>(s.g.num) * s.g.channels * s.out_plane * s.taps / 4;
+// Multiply-adds below which one thread finishes before the others would have woken (OpenMP
+// threads sleep between regions, OMP_WAIT_POLICY=PASSIVE: tens of microseconds to wake). No
+// depthwise layer of the level-1 net reaches it at batch 1; every one does at batch 128.
+const long kMinThreadedMacs = 1L << 20;
+
+inline bool worth_threads(const Layout& s) {
+  return static_cast<long>(s.g.num) * s.g.channels * s.out_plane * s.taps >= kMinThreadedMacs;
 }
 
 // Work is split over (image, group of kLanes channels) in memory order; each thread has its
@@ -165,7 +170,7 @@ inline long work(const Layout& s) {
 void forward(const DepthwiseGeometry& g, const float* in, const float* weight, const float* bias, float* out) {
   const Layout s(g);
   const long units = static_cast<long>(g.num) * s.groups;
-#pragma omp parallel if (worth_threads(work(s)))
+#pragma omp parallel if (worth_threads(s))
   {
     Buffer compact(std::max(s.in_plane, s.out_plane)), buf(static_cast<size_t>(s.hp) * s.wp), w(s.taps);
 #pragma omp for schedule(static)
@@ -192,7 +197,7 @@ void backward(const DepthwiseGeometry& g, const float* in, const float* top_diff
               float* in_diff, float* weight_diff, float* bias_diff) {
   const Layout s(g);
   const long units = static_cast<long>(g.num) * s.groups;
-#pragma omp parallel if (worth_threads(work(s)))
+#pragma omp parallel if (worth_threads(s))
   {
     const size_t padded = static_cast<size_t>(s.hp) * s.wp;
     Buffer compact(std::max(s.in_plane, s.out_plane)), dy(s.out_plane), w(s.taps);
