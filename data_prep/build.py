@@ -306,6 +306,10 @@ def add_common_arguments(parser):
     parser.add_argument("--aug-colour", type=float, default=defaults.colour,
                         help="contrast and brightness jitter, +-fraction (default: %(default)s)")
     parser.add_argument("--aug-blur", type=float, default=defaults.blur, help="blur probability (default: %(default)s)")
+    parser.add_argument("--aug-turned", type=float, default=defaults.turned,
+                        help="extra copies of a turned head, up to this many times COPIES in proportion to how far "
+                             f"it is turned (in full from {augment.TURN_FULL} inter-ocular distances of nose offset; "
+                             "default: %(default)s, off)")
     parser.add_argument("--workers", type=int, default=parallel.available_cores(),
                         help="worker processes (default: every available core, here %(default)s)")
     parser.add_argument("--no-errata", dest="errata", action="store_false",
@@ -353,7 +357,7 @@ def augment_options(args):
     """The augmentation options as given, JSON-ready (part of the build key)."""
     return {"copies": args.augment, "flip": args.aug_flip, "rotate": args.aug_rotate, "scale": args.aug_scale,
             "shift": args.aug_shift, "zoom": args.aug_zoom, "rotate_any": args.aug_rotate_any,
-            "grey": args.aug_grey, "colour": args.aug_colour, "blur": args.aug_blur}
+            "grey": args.aug_grey, "colour": args.aug_colour, "blur": args.aug_blur, "turned": args.aug_turned}
 
 
 def augment_config(args):
@@ -367,7 +371,8 @@ def order_tasks(tasks, seed, aug, make_copy):
     """Training tasks plus their augmented copies in a seeded shuffled order, then val and test
     in list order. `make_copy(task, copy, jitter)` makes copy k of a task."""
     train = [t for t in tasks if t.split == "train"]
-    train += [make_copy(t, k, augment.draw(aug, seed, t.index, k)) for t in train for k in range(1, aug.copies + 1)]
+    train += [make_copy(t, k, augment.draw(aug, seed, t.index, k))
+              for t in train for k in range(1, augment.copies_for(aug, t.points) + 1)]
     order = np.random.default_rng(seed).permutation(len(train))
     rest = [t for s in ("val", "test") for t in tasks if t.split == s]
     return [train[i] for i in order] + rest

@@ -144,3 +144,43 @@ def test_level2_truth_crops_ignore_a_wrong_prediction(dot_image):
     val = build.make_sample(build.Task("val", 0, "d", str(dot_image), POINTS, 1, "t", prediction=wrong), truth_settings)
     around = crop_box(wrong, 470, 430)
     assert tuple(int(v) for v in val.row[13:17]) == (around.x0, around.y0, around.x1, around.y1)
+
+
+def test_turn_measures_the_nose_offset_whatever_the_roll_scale_and_mirror():
+    frontal = np.array([(0, 0), (10, 0), (5, 6), (1, 12), (9, 12)], dtype=float)
+    turned = frontal.copy()
+    turned[2, 0] += 3  # nose 0.3 inter-ocular distances towards one eye
+    assert augment.turn(frontal) == pytest.approx(0.0)
+    assert augment.turn(turned) == pytest.approx(0.3)
+    angle = np.radians(70)
+    rotation = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    assert augment.turn(2.5 * turned @ rotation.T + 40) == pytest.approx(0.3)
+    mirrored = (turned * [-1, 1])[list(FLIP_ORDER)]
+    assert augment.turn(mirrored) == pytest.approx(0.3)
+    assert augment.turn(np.zeros((5, 2))) == 0.0  # both eyes on one pixel
+
+
+def test_turned_faces_get_more_copies_and_frontal_ones_do_not():
+    face = np.array([(0, 0), (10, 0), (5, 6), (1, 12), (9, 12)], dtype=float)
+    with_turn = lambda t: face + [[0, 0], [0, 0], [10 * t, 0], [0, 0], [0, 0]]  # noqa: E731
+    plain = augment.AugmentConfig(copies=10)
+    weighted = augment.AugmentConfig(copies=10, turned=1.0)
+    assert [augment.copies_for(plain, with_turn(t)) for t in (0, 0.2, 0.8)] == [10, 10, 10]
+    assert [augment.copies_for(weighted, with_turn(t)) for t in (0, 0.2, augment.TURN_FULL, 0.8)] == [10, 15, 20, 20]
+    assert augment.copies_for(augment.AugmentConfig(copies=0, turned=1.0), with_turn(0.8)) == 0
+    with pytest.raises(ValueError, match="turned"):
+        augment.AugmentConfig(copies=1, turned=-1)
+
+
+def test_turned_copies_reach_the_data_folder(tmp_path):
+    root = tmp_path / "celeba"
+    synthetic.generate(root, 40, seed=2, workers=1, progress=False)
+    data = build.load_dataset(level1.parse_args(["--dataset", str(root), "--out", "x"]))
+    expected = sum(augment.copies_for(augment.AugmentConfig(copies=2, turned=2.0), e.points)
+                   for e in data.entries if e.split == "train")
+    out = tmp_path / "l1"
+    assert level1.main(["--dataset", str(root), "--out", str(out), "--quiet", "--augment", "2", "--aug-turned", "2",
+                        "--workers", "1"]) == 0
+    counts = json.loads((out / "manifest.json").read_text())["counts"]
+    assert counts["augmented_copies"]["train"] == expected > 2 * 32  # some synthetic heads are turned
+    assert json.loads((out / "manifest.json").read_text())["options"]["augment"]["turned"] == 2.0
