@@ -347,10 +347,14 @@ def prepare_tree(tree, cuda, archs=None, python_layer=True):
 
 
 def run_make(tree, jobs, targets):
-    log(f"make -j{jobs} {' '.join(targets)} (in {tree})")
-    result = subprocess.run(["make", f"-j{jobs}", *targets], cwd=tree)
-    if result.returncode != 0:
-        sys.exit(f"[build_caffe] Caffe's make failed (exit {result.returncode}); see the errors above")
+    # The generated protobuf header first, on its own: Caffe's Makefile does not order the test
+    # objects after it, and under -j a test object compiled early picks up the sdist's stale
+    # include/caffe/proto/caffe.pb.h instead (a fresh-clone build failed that way once).
+    for step in (["proto"], targets):
+        log(f"make -j{jobs} {' '.join(step)} (in {tree})")
+        result = subprocess.run(["make", f"-j{jobs}", *step], cwd=tree)
+        if result.returncode != 0:
+            sys.exit(f"[build_caffe] Caffe's make failed (exit {result.returncode}); see the errors above")
 
 
 def test_binary(tree):
