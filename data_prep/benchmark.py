@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 
 from landmarks.labels import as_rows, normalise
-from data_prep import build, synthetic
+from data_prep import build, parallel, synthetic
 from landmarks import images
 
 TARGET_SPEEDUP = 6.0  # issue 3, on 2 cores
@@ -149,7 +149,7 @@ def run(folder, count=DEFAULT_COUNT, size=images.DEFAULT_SIZE, workers=None, see
     """Time both paths over `count` images `passes` times in a row (best of `repeat`, process
     start-up included), compare; returns the result dict. The images are `items`
     ([(path, points)], e.g. dataset_items) when given, else synthetic ones generated in folder."""
-    workers = workers or len(os.sched_getaffinity(0))
+    workers = workers or parallel.available_cores()
     if items is None:
         items = make_images(folder, count, seed, median_width)
     count = len(items)

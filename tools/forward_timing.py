@@ -18,7 +18,6 @@ import argparse
 import sys
 from pathlib import Path
 
-
 from landmarks.images import ImageError
 from landmarks import checks, runs, timing
 from landmarks.atomic import write_json

@@ -26,9 +26,6 @@ void depthwise_lanes_backward(const DepthwiseGeometry& g, const float* in, const
                               const float* weight, float* in_diff, float* weight_diff,
                               float* bias_diff);
 
-// "avx2" or "sse": the instruction set the two functions above use in this process.
-const char* depthwise_lanes_isa();
-
 }  // namespace caffe
 
 #endif  // CAFFE_CONV_DW_LANES_HPP_

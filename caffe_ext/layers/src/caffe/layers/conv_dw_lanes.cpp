@@ -109,8 +109,6 @@ bool use_avx2() {
 
 }  // namespace
 
-const char* depthwise_lanes_isa() { return use_avx2() ? "avx2" : "sse"; }
-
 void depthwise_lanes_forward(const DepthwiseGeometry& g, const float* in, const float* weight,
                              const float* bias, float* out) {
   if (use_avx2()) {
