@@ -10,6 +10,7 @@ share are defined here too, once.
 """
 import contextlib
 from collections import Counter
+import dataclasses
 from dataclasses import dataclass
 import os
 import signal
@@ -22,7 +23,7 @@ import numpy as np
 from tqdm import tqdm
 
 from landmarks import checks
-from landmarks.crop import crop_box
+from landmarks.crop import level2_box
 from landmarks.labels import as_rows, normalise
 from landmarks.metrics import image_errors
 from landmarks import images
@@ -42,6 +43,7 @@ class Settings:
     size: int = images.DEFAULT_SIZE
     thresh: float = float("inf")  # level 2: training samples with a larger level-1 error are dropped
     train_crops: str = "prediction"  # level 2: TRAINING crops around level 1's prediction, or the truth
+    crop_rule: str = "article"  # level 2: landmarks.crop's rule (article, or upright: eyes levelled)
 
 
 @dataclass(frozen=True)
@@ -70,7 +72,7 @@ class Sample:
 
 def tsv_header(level):
     base = ("name", "width", "height") + POINT_COLUMNS
-    box = ("crop_x0", "crop_y0", "crop_x1", "crop_y1") if level == 2 else ()
+    box = ("crop_x0", "crop_y0", "crop_x1", "crop_y1", "crop_angle") if level == 2 else ()
     return base + box + ("aug", "transform") + (("fallback",) if level == 2 else ())
 
 
@@ -101,20 +103,22 @@ def make_sample(task, settings):
         # Sun et al.'s way: the crop rule applied to the true points; augmentation copies then
         # jitter it, so that level 2 learns to correct a misplaced crop without depending on
         # how well level 1 happens to fit its own training images.
-        crop = crop_box(gt, width, height)
+        crop = level2_box(settings.crop_rule, gt, width, height)
     else:
         error = float(image_errors(task.prediction[None], gt[None], [width], [height])[0])
         if task.split == "train" and not error <= settings.thresh:  # `not <=`: a NaN error is dropped too
             return Problem("level-1 error above threshold", f"{error:.4f} > {settings.thresh}",
                            task.source, task.line, task.name)
-        crop = crop_box(task.prediction, width, height)
+        crop = level2_box(settings.crop_rule, task.prediction, width, height)
+    transform, jitter = None, task.jitter
     if settings.level == 2:
-        box, fallback = (crop.x0, crop.y0, crop.x1, crop.y1), crop.fallback
+        box, fallback, transform = (crop.x0, crop.y0, crop.x1, crop.y1), crop.fallback, crop.transform
         if fallback:
             notes.append(f"crop fallback: {fallback}")
-    transform = None
-    if task.jitter is not None:
-        box, transform = augment.apply(box, task.jitter)
+        if jitter is not None and crop.angle:  # the copy turns on top of the levelling turn
+            jitter = dataclasses.replace(jitter, angle=jitter.angle + crop.angle)
+    if jitter is not None:
+        box, transform = augment.apply(box, jitter)
     region = (box[2] - box[0], box[3] - box[1])
     try:
         decoded = images.decode(encoded, min_side=settings.size, region=region)
@@ -127,12 +131,12 @@ def make_sample(task, settings):
     else:
         pixels = images.render(decoded, images.frame_matrix(box, settings.size, transform), settings.size)
     pixels = augment.photometric(pixels, task.jitter)
-    frame_pts = augment.frame_points(gt, box, transform, flip=task.jitter is not None and task.jitter.flip)
+    frame_pts = augment.frame_points(gt, box, transform, flip=jitter is not None and jitter.flip)
     label = as_rows(normalise(frame_pts, region[0], region[1])).astype(np.float32)
     row = [task.name, width, height] + [_fmt(v) for v in gt.reshape(-1)]
     if settings.level == 2:
-        row += list(box)
-    row += [task.copy, task.jitter.describe() if task.jitter is not None else "-"]
+        row += list(box) + [f"{crop.angle:.3f}"]
+    row += [task.copy, jitter.describe() if jitter is not None else "-"]
     if settings.level == 2:
         row.append(fallback.replace(" ", "_") or "-")
     return Sample(task.split, pixels, label, row, region, tuple(notes))

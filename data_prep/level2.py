@@ -5,7 +5,8 @@
 FILE is level 1's predictions for the images (`data_prep.predictions`); with
 --train-crops truth, training crops are cut around the true points instead (val and test
 always around the predictions, as at inference time). The crop rule is
-`landmarks.crop` (the same code the demo and evaluation use); degenerate crops fall back to
+`landmarks.crop`'s (the same code the demo and evaluation use), `--crop-rule` picks which
+(article, or upright for the `real` recipe); degenerate crops fall back to
 the whole image and are counted. TRAINING samples whose level-1 error (SPEC metric) exceeds
 --thresh are dropped and listed in the manifest; val and test samples never are, since at
 inference time there is no ground truth to drop by. Use the same dataset options (--split,
@@ -20,6 +21,7 @@ import sys
 from data_prep import build
 from data_prep.dataset import DataError, Problem
 from data_prep.predictions import PredictionsError, read_predictions
+from landmarks.crop import CROP_RULES
 
 TRAIN_CROPS = ("prediction", "truth")
 DEFAULT_THRESH = 0.05  # the article used 0.10 and concluded that 0.05 would have been better
@@ -57,6 +59,8 @@ def build_level2(args):
         raise DataError(f"{args.predictions}: no such predictions file")
     inputs["predictions"] = args.predictions
     extra = {"thresh": args.thresh if math.isfinite(args.thresh) else "inf", "train_crops": args.train_crops}
+    if args.crop_rule != "article":  # recorded only when not the article's, so older data stays current
+        extra["crop_rule"] = args.crop_rule
     _, record, current = build.preflight(args, 2, inputs, extra, image_dir=build.image_folder(args))
     if current:
         return None
@@ -68,7 +72,8 @@ def build_level2(args):
     aug = build.augment_config(args)
     tasks = build.order_tasks(tasks, args.seed, aug, lambda t, k, j: dataclasses.replace(t, copy=k, jitter=j))
     record.update(source=build.source_record(dataset), problems=dataset.problems + missing, warnings=warnings)
-    settings = build.Settings(level=2, size=args.size, thresh=args.thresh, train_crops=args.train_crops)
+    settings = build.Settings(level=2, size=args.size, thresh=args.thresh, train_crops=args.train_crops,
+                              crop_rule=args.crop_rule)
     return build.run(args.out, tasks, settings, record, build.writers.formats_of(args.format),
                      args.shard_size, args.workers, not args.quiet)
 
@@ -83,6 +88,10 @@ def parse_args(argv=None):
     parser.add_argument("--train-crops", choices=TRAIN_CROPS, default="prediction",
                         help="cut TRAINING crops around level 1's prediction (the article; --thresh applies) or "
                              "around the true points, to be jittered by --augment (Sun et al.) (default: %(default)s)")
+    parser.add_argument("--crop-rule", choices=CROP_RULES, default="article",
+                        help="landmarks.crop's rule: the article's square around the nose, clipped to the image, "
+                             "or upright: the same square unclipped and turned so that the predicted eyes are level "
+                             "(default: %(default)s)")
     build.add_common_arguments(parser)
     return parser.parse_args(argv)
 

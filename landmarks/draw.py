@@ -17,9 +17,15 @@ def draw_points(image, points, colour, radius=None):
 
 
 def draw_box(image, box, colour=(0, 255, 255)):
-    """Draws a crop box (anything with x0, y0, x1, y1) in place."""
+    """Draws a crop box (anything with x0, y0, x1, y1) in place; a turned one (a
+    landmarks.crop.CropBox with an angle) as the turned square level 2 saw."""
     thickness = max(1, int(round(max(image.shape[:2]) / 400)))
-    cv2.rectangle(image, (box.x0, box.y0), (box.x1 - 1, box.y1 - 1), colour, thickness)
+    if not getattr(box, "angle", 0):
+        cv2.rectangle(image, (box.x0, box.y0), (box.x1 - 1, box.y1 - 1), colour, thickness)
+        return image
+    w, h = box.width - 1, box.height - 1
+    corners = box.from_crop(np.array([[0, 0], [w, 0], [w, h], [0, h]], dtype=np.float64))
+    cv2.polylines(image, [np.rint(corners).astype(np.int32)], True, colour, thickness, cv2.LINE_AA)
     return image
 
 

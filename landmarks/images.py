@@ -302,10 +302,12 @@ def level1_pixels(image, size=DEFAULT_SIZE):
 
 
 def level2_pixels(image, box, size=DEFAULT_SIZE, scale=None):
-    """The crop `box` ((x0, y0, x1, y1) in ORIGINAL pixels, e.g. a landmarks.crop.CropBox)
-    resized to size x size, uint8 BGR. `image` is a `Decoded` (its reduction is known) or an
-    array decoded at reduction `scale` (default 1: full size)."""
-    return render(_as_decoded(image, scale), frame_matrix(_box_tuple(box), size), size)
+    """The crop `box` ((x0, y0, x1, y1) in ORIGINAL pixels, e.g. a landmarks.crop.CropBox,
+    whose `transform`, when it has one, turns the content inside the box) resized to
+    size x size, uint8 BGR. `image` is a `Decoded` (its reduction is known) or an array
+    decoded at reduction `scale` (default 1: full size)."""
+    return render(_as_decoded(image, scale), frame_matrix(_box_tuple(box), size, getattr(box, "transform", None)),
+                  size)
 
 
 def level1_input(image, size=DEFAULT_SIZE):

@@ -56,3 +56,11 @@ def flip_points(points, width):
     points = np.array(points, dtype=np.float64)
     points[..., 0] = (width - 1) - points[..., 0]
     return points[..., list(FLIP_ORDER), :]
+
+
+def flip_normalised(points):
+    """Normalised points predicted on a mirrored input, as points of the input itself: x -> -x
+    (the normalisation is symmetric about the centre) and left/right swap back."""
+    points = np.array(points, dtype=np.float64)
+    points[..., 0] = -points[..., 0]
+    return points[..., list(FLIP_ORDER), :]

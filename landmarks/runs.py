@@ -3,7 +3,9 @@ level's `train.json`, written by landmarks.train, names its final weights, and t
 `deploy.prototxt` sits beside it; a level 2 not made from the run's current level 1
 (landmarks.provenance) is refused rather than paired with it), those given file by file
 (--l1, --l2), or, when neither is given, the shipped ones in models/mtfl/
-(SHIPPED_MODELS_ENV moves that folder, for tests).
+(SHIPPED_MODELS_ENV moves that folder, for tests); and which cascade recipe runs them
+(landmarks.inference.RECIPES): `--recipe`, else the one their schedule trained for (a run's
+settings.json, the shipped models' shipped.json), else the article's.
 """
 import json
 import os
@@ -11,6 +13,7 @@ import sys
 from pathlib import Path
 
 LEVELS = ("level1", "level2")
+RECIPE_NAMES = ("article", "real")  # landmarks.inference.RECIPES (not imported here: cv2 at --help)
 SHIPPED_MODELS_DIR = Path(__file__).resolve().parent.parent / "models" / "mtfl"
 SHIPPED_MODELS_ENV = "LANDMARKS_MODELS_DIR"  # another folder of shipped models (tests set it)
 SHIPPED_FILES = {"level1": ("level1_deploy.prototxt", "level1.caffemodel"),
@@ -71,6 +74,11 @@ def add_model_arguments(parser):
     models.add_argument("--run", help="run folder: models from level1/ and level2/ train.json (final_weights)")
     models.add_argument("--l1", nargs=2, metavar=("DEPLOY", "WEIGHTS"), help="level-1 deploy prototxt and caffemodel")
     parser.add_argument("--l2", nargs=2, metavar=("DEPLOY", "WEIGHTS"), help="level-2 deploy prototxt and caffemodel")
+    parser.add_argument("--recipe", choices=("auto",) + RECIPE_NAMES, default="auto",
+                        help="how the cascade runs the nets: article (once each, the article's crop) or real "
+                             "(mirrored answers averaged, level 1's second look at the upright face, level 2 on "
+                             "an upright crop); auto: the one the models' schedule trained for (a run's settings, "
+                             "the shipped models' shipped.json), article for --l1 (default: auto)")
     parser.epilog = ((parser.epilog or "") + f"\nWithout --run or --l1: the shipped models in {SHIPPED_MODELS_DIR} "
                      f"(${SHIPPED_MODELS_ENV} names another folder).").strip()
 
@@ -102,3 +110,38 @@ def chosen_models(args):
     except FileNotFoundError as exc:
         _exit(str(exc))
     return models["level1"], models["level2"]
+
+
+def _schedule_recipe(settings):
+    """The recipe name a settings.json's schedule trained for ("article" when unknown)."""
+    from landmarks.solvers import SCHEDULES
+
+    schedule = SCHEDULES.get((settings or {}).get("schedule"))
+    return schedule.recipe if schedule else "article"
+
+
+def _json_or_none(path):
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def recipe_name(args):
+    """The recipe the options of `add_model_arguments` choose (see the module doc)."""
+    name = getattr(args, "recipe", "auto") or "auto"
+    if name != "auto":
+        return name
+    if getattr(args, "l1", None):
+        return "article"
+    if getattr(args, "run", None):
+        return _schedule_recipe(_json_or_none(Path(args.run) / "settings.json"))
+    shipped = _json_or_none(shipped_models_dir() / "shipped.json") or {}
+    return shipped.get("recipe") or _schedule_recipe(shipped.get("settings"))
+
+
+def chosen_recipe(args):
+    """The landmarks.inference.Recipe of `recipe_name(args)`."""
+    from landmarks.inference import recipe_named
+
+    return recipe_named(recipe_name(args))

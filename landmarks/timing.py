@@ -30,9 +30,9 @@ import numpy as np
 
 from landmarks import backends as runtimes
 from landmarks import caffe_runtime
-from landmarks.crop import crop_box
+from landmarks.crop import level2_box
 from landmarks.images import read_level1, read_level2
-from landmarks.inference import Cascade
+from landmarks.inference import ARTICLE, Cascade
 from landmarks.runs import LEVELS
 
 BACKENDS = ("caffe", "caffe-folded", "caffe-gpu", "opencv", "onnxruntime", "onnxruntime-int8", "ncnn")
@@ -167,7 +167,7 @@ def _environment():
 
 
 def time_models(level1, level2=None, images=None, repeats=DEFAULT_REPEATS, warmup=DEFAULT_WARMUP,
-                batch=1, large_batch=DEFAULT_LARGE_BATCH, backends=None, progress=None, export_dir=None):
+                batch=1, large_batch=DEFAULT_LARGE_BATCH, backends=None, progress=None, export_dir=None, recipe=ARTICLE):
     """Times level 1, level 2 (when given) and the cascade; returns the JSON-ready result:
     {"rows": [{"what", "backend", "batch", "median_ms", "p90_ms", "per_image_ms", "repeats"}],
      "model_sizes": {"level1": {"path", "bytes", "values"}, ...} (the original caffemodels),
@@ -176,7 +176,8 @@ def time_models(level1, level2=None, images=None, repeats=DEFAULT_REPEATS, warmu
 
     level1 / level2: (deploy prototxt, caffemodel). images: JPEG paths (None: a few synthetic
     ones in a temporary folder). export_dir: a landmarks.export_run folder to take the
-    exported files from. progress: None, or a callable given each finished row."""
+    exported files from. progress: None, or a callable given each finished row. recipe: how the
+    cascade rows run the nets (landmarks.inference.RECIPES; the level rows are one forward)."""
     models = {"level1": level1, "level2": level2}
     backends = list(backends or default_backends())
     unknown = set(backends) - set(BACKENDS)
@@ -192,11 +193,11 @@ def time_models(level1, level2=None, images=None, repeats=DEFAULT_REPEATS, warmu
         # Inputs for the forward-only rows: real preprocessed images and the crops that
         # level 1 (the original model in Caffe, CPU) gives them, as the cascade would feed the nets.
         _set_caffe_mode("caffe")
-        reference = Cascade(*(runtimes.load("caffe", m) for m in (level1, level2) if m))
+        reference = Cascade(*(runtimes.load("caffe", m) for m in (level1, level2) if m), recipe=recipe)
         first, sizes = reference.level1_batch(images)
         inputs = {"level1": np.stack([read_level1(p, reference.level1.size)[0] for p in images])}
         if level2 is not None:
-            boxes = [crop_box(pt, *sz) for pt, sz in zip(first, sizes)]
+            boxes = [level2_box(recipe.crop, pt, *sz) for pt, sz in zip(first, sizes)]
             inputs["level2"] = np.stack([read_level2(p, b, reference.level2.size)[0] for p, b in zip(images, boxes)])
         records = exports(models, inputs, export_dir, tmp) if set(backends) - {"caffe", "caffe-gpu"} else {}
         rows, backend_sizes = [], {}
@@ -212,7 +213,7 @@ def time_models(level1, level2=None, images=None, repeats=DEFAULT_REPEATS, warmu
                     _set_caffe_mode(backend)
                 nets = {lv: runtimes.load(runtime, files, size=inputs[lv].shape[-1]) for lv, (runtime, files) in chosen.items()}
                 backend_sizes[backend] = {lv: sum(Path(f).stat().st_size for f in files) for lv, (_, files) in chosen.items()}
-                cascade = Cascade(nets["level1"], nets.get("level2"))
+                cascade = Cascade(nets["level1"], nets.get("level2"), recipe)
                 for size in batches:
                     for level in LEVELS:
                         if level not in nets:
@@ -245,7 +246,7 @@ def time_models(level1, level2=None, images=None, repeats=DEFAULT_REPEATS, warmu
                    "mean_size": [float(np.mean([s[0] for s in sizes])), float(np.mean([s[1] for s in sizes]))],
                    "paths": images if source == "given" else []},
         "settings": {"repeats": repeats, "warmup": warmup, "batches": batches, "backends": backends,
-                     "cascade_levels": 2 if level2 else 1},
+                     "cascade_levels": 2 if level2 else 1, "recipe": recipe.as_dict()},
         "definitions": {
             "level1": "one forward of level 1 on preprocessed inputs (input copy and output read included)",
             "level2": "one forward of level 2 on preprocessed crops",
@@ -312,7 +313,8 @@ def format_table(result):
     small, large = result["settings"]["batches"][0], result["settings"]["batches"][-1]
     cells = {(r["backend"], r["what"], r["batch"]): r["median_ms"] for r in result["rows"]}
     whats = [w for w in ("level1", "level2", "cascade") if any(k[1] == w for k in cells)]
-    names = {"level1": "level 1", "level2": "level 2", "cascade": "cascade JPEG->points"}
+    recipe = (result["settings"].get("recipe") or {}).get("name", "article")
+    names = {"level1": "level 1", "level2": "level 2", "cascade": f"cascade JPEG->points ({recipe} recipe)"}
     head = ["backend"] + [f"{names[w]}, {label}" for w in whats
                           for label in (f"batch {small} ms", f"batch {large} ms/image")] + ["model bytes (" + " + ".join(
                               w.replace("level", "L") for w in whats if w != "cascade") + ")"]

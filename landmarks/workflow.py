@@ -280,11 +280,18 @@ def _predict(paths, batch_fn, batch_size=64, desc="predict"):
     return results, skipped
 
 
-def _level1_predictions(dataset, deploy, weights):
+def recipe(settings):
+    """The cascade recipe of the run's schedule (landmarks.inference.RECIPES)."""
+    from landmarks.inference import recipe_named
+
+    return recipe_named(SCHEDULES[settings.schedule].recipe)
+
+
+def _level1_predictions(dataset, deploy, weights, settings):
     """Level 1 on every image of the dataset: {name: (points (5,2) px, (w, h))}, skipped."""
     from landmarks.inference import Cascade, DeployNet
 
-    cascade = Cascade(DeployNet(deploy, weights))
+    cascade = Cascade(DeployNet(deploy, weights), recipe=recipe(settings))
     names = [entry.name for entry in dataset.entries]
     paths = [dataset.image_path(name) for name in names]
 
@@ -296,11 +303,11 @@ def _level1_predictions(dataset, deploy, weights):
     return {names[i]: r for i, r in results.items()}, {names[i]: why for i, why in skipped.items()}
 
 
-def _cascade_predictions(dataset, level1, deploy1, weights1, deploy2, weights2):
+def _cascade_predictions(dataset, level1, deploy1, weights1, deploy2, weights2, settings):
     """Level 2 on the crops given by level 1's predictions: {name: (points px, box)}."""
     from landmarks.inference import Cascade, DeployNet
 
-    cascade = Cascade(DeployNet(deploy1, weights1), DeployNet(deploy2, weights2))
+    cascade = Cascade(DeployNet(deploy1, weights1), DeployNet(deploy2, weights2), recipe(settings))
     names = [entry.name for entry in dataset.entries if entry.name in level1]
     paths = [dataset.image_path(name) for name in names]
     by_path = dict(zip(paths, names))
@@ -371,7 +378,7 @@ def level1(settings):
     provenance.forget(run_dir(settings), "level1")  # nothing of an earlier level 1 (or cascade) is left to mix in
     deploy, weights = _train_level(settings, 1, data_dir)
     dataset = _dataset(settings, root)
-    predictions, skipped = _level1_predictions(dataset, deploy, weights)
+    predictions, skipped = _level1_predictions(dataset, deploy, weights, settings)
     names = [e.name for e in dataset.entries if e.name in predictions]
     _save_predictions(out / "predictions.txt", names, [predictions[n][0] for n in names], skipped)
     summaries, per_split = {}, {}
@@ -418,6 +425,8 @@ def crops(settings):
     if settings.limit:
         args += ["--limit", settings.limit]
     args += ["--train-crops", settings.train_crops, *augment_args(settings, 2)]
+    if recipe(settings).crop != "article":
+        args += ["--crop-rule", recipe(settings).crop]
     if settings.rebuild:
         args.append("--force")
     _python_module("data_prep.level2", *args)
@@ -453,7 +462,8 @@ def level2(settings):
     for name, points in zip(first.names, first.points):
         width, height, _, _ = probe(dataset.image_path(name))
         level1_pred[name] = (np.asarray(points, dtype=np.float64).reshape(5, 2), (width, height))
-    cascade, skipped = _cascade_predictions(dataset, level1_pred, stage1["deploy"], stage1["weights"], deploy, weights)
+    cascade, skipped = _cascade_predictions(dataset, level1_pred, stage1["deploy"], stage1["weights"], deploy, weights,
+                                             settings)
     names = [e.name for e in dataset.entries if e.name in cascade]
     _save_predictions(out / "predictions.txt", names, [cascade[n][0] for n in names], skipped)
     cascade_pred = {n: (cascade[n][0], level1_pred[n][1]) for n in names}

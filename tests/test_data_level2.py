@@ -5,7 +5,7 @@ import h5py
 import numpy as np
 import pytest
 
-from landmarks.crop import crop_box
+from landmarks.crop import crop_box, upright_box
 from landmarks.labels import as_points
 from landmarks.metrics import image_errors
 from data_prep import celeba, level2, synthetic
@@ -104,7 +104,8 @@ def test_crops_labels_threshold_and_fallbacks(celeba_root, tmp_path):
             box = crop_box(predicted[name], w, h)
             assert [int(v) for v in row[13:17]] == [box.x0, box.y0, box.x1, box.y1]
             np.testing.assert_allclose(y, box.labels(gt).reshape(-1), atol=1e-6)
-            assert row[19] == (box.fallback.replace(" ", "_") or "-")
+            assert float(row[17]) == box.angle == 0.0  # the article's rule never turns the crop
+            assert row[20] == (box.fallback.replace(" ", "_") or "-")
             # the sample is exactly what the inference path makes of the original image
             np.testing.assert_array_equal(x, read_level2(f"{ds.image_dir}/{name}", box)[0])
         if split == "val":
@@ -117,6 +118,49 @@ def test_crops_labels_threshold_and_fallbacks(celeba_root, tmp_path):
             fallback = [r for r in rows if r[0] == first["test_nan"]][0]
             assert fallback[13:17] == ["0", "0", fallback[1], fallback[2]]
     assert (out / "preview.png").is_file()
+
+
+def test_upright_crops_are_what_the_real_recipe_feeds_level_2(celeba_root, tmp_path):
+    """--crop-rule upright: each sample is exactly the turned crop inference cuts (read_level2
+    on landmarks.crop.upright_box), labelled through the same turn; augmented copies turn on
+    top of the levelling turn and keep their labels on the features."""
+    def roll(ds, names, points):  # level 1 saw the eyes 20 degrees off level
+        a = np.deg2rad(20.0)
+        r = np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
+        centre = points.mean(axis=1, keepdims=True)
+        return names, (points - centre) @ r.T + centre
+
+    pred, ds = _predictions(celeba_root, tmp_path, roll)
+    out = tmp_path / "up"
+    assert run(celeba_root, pred, out, "--thresh", "inf", "--crop-rule", "upright", "--augment", "1",
+               "--aug-rotate", "10") == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["options"]["crop_rule"] == "upright"
+    predicted = read_predictions(pred).as_dict()
+    rows = [line.split("\t") for line in (out / "train.samples.tsv").read_text().splitlines()[1:]]
+    paths = (out / "hdf5" / "train.txt").read_text().split()
+    with h5py.File(paths[0], "r") as f:
+        data, label = f["data"][...], f["label"][...]
+    copies = turned = 0
+    for row, x, y in zip(rows, data, label):
+        name, w, h = row[0], int(row[1]), int(row[2])
+        gt = as_points(np.array(row[3:13], float))
+        box = upright_box(predicted[name], w, h)
+        assert float(row[17]) == pytest.approx(box.angle, abs=1e-3)
+        turned += abs(box.angle) > 5
+        if row[18] == "0":
+            assert [int(v) for v in row[13:17]] == [box.x0, box.y0, box.x1, box.y1]
+            np.testing.assert_allclose(y, box.labels(gt).reshape(-1), atol=1e-5)
+            np.testing.assert_array_equal(x, read_level2(f"{ds.image_dir}/{name}", box)[0])
+        else:  # the copy's turn is the levelling turn plus at most 10 degrees
+            copies += 1
+            angle = float(row[19].split("angle=")[1].split(",")[0])
+            assert abs(angle - box.angle) <= 10.0 + 1e-6
+        # labelled eyes are (nearly) level: the truth was turned 20 degrees from the prediction's eyes
+        yy = as_points(y)
+        tilt = np.degrees(np.arctan2(abs(yy[1, 1] - yy[0, 1]) * int(h), abs(yy[1, 0] - yy[0, 0]) * int(w)))
+        assert tilt < 35
+    assert copies > 0 and turned > len(rows) // 2
 
 
 def test_threshold_inf_keeps_everything_and_bad_predictions_are_refused(celeba_root, tmp_path, capsys):

@@ -96,7 +96,9 @@ def test_timing_json_of_both_levels_and_the_cascade(weights, tmp_path):
     # one table: a line per backend, the columns of both levels and the cascade
     table = [line for line in stdout.splitlines() if line.startswith("|")]
     assert len(table) == 2 + len(chosen)
-    assert "cascade JPEG->points, batch 4 ms/image" in table[0]
+    # --l1 files say nothing of their schedule: the article's recipe, and the table says so
+    assert result["settings"]["recipe"]["name"] == "article"
+    assert "cascade JPEG->points (article recipe), batch 4 ms/image" in table[0]
     assert all(any(line.startswith(f"| {b} |") for line in table) for b in chosen)
 
 

@@ -169,3 +169,39 @@ def test_level1_on_a_sun_list_scores_every_normalisation(tmp_path):
     recorded = json.loads((run / "settings.json").read_text())
     assert recorded["dataset_format"] == "sun" and recorded["dataset_split"]["method"] == "carved from trainImageList.txt"
     assert "box width" in (run / "report.md").read_text()
+
+
+@pytest.mark.slow
+def test_real_schedule_runs_its_recipe_end_to_end(tmp_path):
+    """SCHEDULE=real at a tiny size: level 1's predictions and the cascade's are the `real`
+    recipe's (landmarks.inference), and level 2 trains on the upright crops that recipe cuts."""
+    from data_prep.predictions import read_predictions
+    from landmarks.inference import RECIPES, Cascade, DeployNet
+
+    settings = workflow.Settings(run="real", synthetic_count=40, seed=5, schedule="real", gpu="", iterations=20,
+                                 augment=1, thresh=0.5, runs_root=str(tmp_path / "runs"),
+                                 data_root=str(tmp_path / "data"))
+    workflow.level1(settings)
+    workflow.crops(settings)
+    workflow.level2(settings)
+    run = workflow.run_dir(settings.resolved())
+    manifest = json.loads((run / "level2" / "data" / "manifest.json").read_text())
+    assert manifest["options"]["crop_rule"] == "upright"
+    rows = (run / "level2" / "data" / "val.samples.tsv").read_text().splitlines()
+    assert rows[0].split("\t")[17] == "crop_angle"
+    records = {level: json.loads((run / level / "train.json").read_text()) for level in ("level1", "level2")}
+    cascade = Cascade(DeployNet(run / "level1" / "deploy.prototxt", records["level1"]["final_weights"]),
+                      DeployNet(run / "level2" / "deploy.prototxt", records["level2"]["final_weights"]),
+                      RECIPES["real"])
+    first, second = (read_predictions(run / level / "predictions.txt") for level in ("level1", "level2"))
+    dataset = workflow._dataset(settings.resolved(), workflow.dataset_path(settings.resolved()))
+    names = first.names[:4]
+    paths = [dataset.image_path(n) for n in names]
+    points1, sizes = cascade.level1_batch(paths)
+    saved1 = [first.as_dict()[n] for n in names]
+    np.testing.assert_allclose(points1, saved1, atol=2e-3)
+    # level 2 runs on level 1's points as saved (4 decimals), as the workflow does: a crop edge
+    # rounded the other way would move an untrained level 2's answer by a fraction of a pixel
+    points2, boxes = cascade.level2_batch(paths, saved1, sizes)
+    np.testing.assert_allclose(points2, [second.as_dict()[n] for n in names], atol=2e-3)
+    assert all(box.angle != 0 or box.fallback for box in boxes)  # turned crops, not the article's

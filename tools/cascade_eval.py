@@ -34,7 +34,7 @@ from data_prep.predictions import write_predictions
 from landmarks import backends, checks, runs
 from landmarks.images import ImageError
 from landmarks.atomic import write_json
-from landmarks.inference import Cascade
+from landmarks.inference import Cascade, recipe_named
 from landmarks.labels import POINT_NAMES
 from landmarks.metrics import image_errors, summarise
 
@@ -210,7 +210,10 @@ def main(argv=None):
     except (FileNotFoundError, ValueError) as exc:  # a missing model file, or one pycaffe would abort on (model_check)
         print(f"cascade_eval: error: {exc}", file=sys.stderr)
         return 2
-    results, skipped = predict(Cascade(level1, level2), rows, args.batch, not args.quiet)
+    # an export folder says nothing of the schedule: the article's recipe unless --recipe names one
+    recipe = recipe_named("article") if args.export and args.recipe == "auto" else runs.chosen_recipe(args)
+    print(f"recipe: {recipe.describe()}")
+    results, skipped = predict(Cascade(level1, level2, recipe), rows, args.batch, not args.quiet)
     if skipped:
         print(f"{len(skipped)} image(s) skipped: " + ", ".join(f"{k} {v}" for k, v in Counter(s["kind"] for s in skipped).items()))
     if not results:
@@ -225,6 +228,7 @@ def main(argv=None):
         "models": {"level1": [str(p) for p in level1_files] if level1_files else None,
                    "level2": [str(p) for p in level2_files] if level2_files else None,
                    "export": args.export, "backend": args.backend},
+        "recipe": recipe.as_dict(),
     })
     print(format_table(figures))
     if figures["level2"]:

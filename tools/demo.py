@@ -83,7 +83,8 @@ def main(argv=None):
         truths = {name: points for name, points, _ in rows}
     try:
         cascade = Cascade(backends.load(args.backend, level1, output=args.output_blob),
-                          backends.load(args.backend, level2, output=args.output_blob) if level2 else None)
+                          backends.load(args.backend, level2, output=args.output_blob) if level2 else None,
+                          runs.chosen_recipe(args))
     except (FileNotFoundError, ValueError) as exc:  # a missing model file, or one pycaffe would abort on (model_check)
         print(f"demo: error: {exc}", file=sys.stderr)
         return 2

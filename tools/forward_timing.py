@@ -109,7 +109,8 @@ def main(argv=None):
     try:
         result = timing.time_models(level1, level2, images, repeats=args.repeats, warmup=args.warmup,
                                     batch=args.batch, large_batch=args.large_batch, backends=backends,
-                                    progress=lambda row: bar.update(1), export_dir=export_dir)
+                                    progress=lambda row: bar.update(1), export_dir=export_dir,
+                                    recipe=runs.chosen_recipe(args))
     except (FileNotFoundError, ValueError, ImageError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -44,7 +44,8 @@ def main(argv=None):
     level1, level2 = runs.chosen_models(args)
     try:
         cascade = Cascade(DeployNet(*level1, output=args.output_blob),
-                          DeployNet(*level2, output=args.output_blob) if level2 else None)
+                          DeployNet(*level2, output=args.output_blob) if level2 else None,
+                          runs.chosen_recipe(args))
     except FileNotFoundError as exc:
         print(f"predict: error: {exc}", file=sys.stderr)
         return 2

@@ -4,8 +4,9 @@
 
 Writes level1_deploy.prototxt, level1.caffemodel, level2_deploy.prototxt, level2.caffemodel
 (each level's final weights, as its train.json names them) and shipped.json: where each file
-came from, its SHA-256 and the run's settings.json, so that a shipped model always says which
-run and recipe made it. Files are written under temporary names, then renamed.
+came from, its SHA-256, the run's settings.json and the cascade recipe its schedule trained for
+(landmarks.inference.RECIPES, what the tools then run them with), so that a shipped model
+always says which run and recipe made it. Files are written under temporary names, then renamed.
 """
 import argparse
 import json
@@ -36,6 +37,8 @@ def ship(run_dir, out):
                                      "bytes": target.stat().st_size}
     settings = Path(run_dir) / "settings.json"
     record["settings"] = json.loads(settings.read_text()) if settings.exists() else None
+    # the recipe the tools run these models with (landmarks.runs.recipe_name reads it back)
+    record["recipe"] = runs.recipe_name(argparse.Namespace(run=str(run_dir), recipe="auto", l1=None))
     write_json(out / "shipped.json", record)
     return record
 
