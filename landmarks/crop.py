@@ -94,22 +94,35 @@ class CropBox:
         return image[self.y0:self.y1, self.x0:self.x1]
 
 
+def _whole(width, height, why):
+    """The whole image: the fallback box, saying `why`."""
+    return CropBox(0, 0, int(width), int(height), fallback=why)
+
+
+def _unusable(predicted, anchor, width, height, what):
+    """Why `predicted` cannot place a box around `anchor` ("" when it can): a non-finite
+    point, or the anchor (the predicted `what`) outside the image."""
+    if not np.all(np.isfinite(predicted)):
+        return "non-finite prediction"
+    if not (0 <= anchor[0] <= width - 1 and 0 <= anchor[1] <= height - 1):
+        return f"predicted {what} outside the image"
+    return ""
+
+
 def crop_box(predicted, width, height):
     """The crop for one image from level 1's predicted pixel points (shape (5, 2))."""
     predicted = np.asarray(predicted, dtype=np.float64)
-    whole = dict(x0=0, y0=0, x1=int(width), y1=int(height))
-    if not np.all(np.isfinite(predicted)):
-        return CropBox(**whole, fallback="non-finite prediction")
     nose_x, nose_y = predicted[NOSE]
-    if not (0 <= nose_x <= width - 1 and 0 <= nose_y <= height - 1):
-        return CropBox(**whole, fallback="predicted nose outside the image")
+    why = _unusable(predicted, predicted[NOSE], width, height, "nose")
+    if why:
+        return _whole(width, height, why)
     half = HALF_SIZE_IN_D * float(np.hypot(*(predicted[LEFT_EYE] - predicted[NOSE])))
     x0 = max(0, int(round(nose_x - half)))
     y0 = max(0, int(round(nose_y - half)))
     x1 = min(int(width), int(round(nose_x + half)))
     y1 = min(int(height), int(round(nose_y + half)))
     if x1 - x0 < MIN_CROP or y1 - y0 < MIN_CROP:
-        return CropBox(**whole, fallback=f"crop under {MIN_CROP} px")
+        return _whole(width, height, f"crop under {MIN_CROP} px")
     return CropBox(x0, y0, x1, y1)
 
 
@@ -131,11 +144,10 @@ def upright_box(predicted, width, height):
     article's square around the nose, unclipped, turned so that the predicted eyes are level.
     Falls back to the whole image as `crop_box` does (non-finite, nose outside the image)."""
     predicted = np.asarray(predicted, dtype=np.float64)
-    if not np.all(np.isfinite(predicted)):
-        return CropBox(0, 0, int(width), int(height), fallback="non-finite prediction")
     nose = predicted[NOSE]
-    if not (0 <= nose[0] <= width - 1 and 0 <= nose[1] <= height - 1):
-        return CropBox(0, 0, int(width), int(height), fallback="predicted nose outside the image")
+    why = _unusable(predicted, nose, width, height, "nose")
+    if why:
+        return _whole(width, height, why)
     half = HALF_SIZE_IN_D * float(np.hypot(*(predicted[LEFT_EYE] - nose)))
     return _square(nose, half, _eye_angle(predicted))
 
@@ -145,12 +157,10 @@ def face_box(predicted, width, height):
     (landmarks.inference, `refine`): FACE_BOX_SIDE face sizes across, centred on the points'
     mean, turned so that the eyes are level. The whole image where the points are unusable."""
     predicted = np.asarray(predicted, dtype=np.float64)
-    whole = CropBox(0, 0, int(width), int(height), fallback="non-finite prediction")
-    if not np.all(np.isfinite(predicted)):
-        return whole
     centre = predicted.mean(axis=0)
-    if not (0 <= centre[0] <= width - 1 and 0 <= centre[1] <= height - 1):
-        return CropBox(0, 0, int(width), int(height), fallback="predicted face outside the image")
+    why = _unusable(predicted, centre, width, height, "face")
+    if why:
+        return _whole(width, height, why)
     eyes = predicted[RIGHT_EYE] - predicted[LEFT_EYE]
     eyes_to_mouth = (predicted[3] + predicted[4] - predicted[LEFT_EYE] - predicted[RIGHT_EYE]) / 2.0
     size = float(np.hypot(np.hypot(*eyes), np.hypot(*eyes_to_mouth)))

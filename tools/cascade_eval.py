@@ -34,7 +34,7 @@ from data_prep.predictions import write_predictions
 from landmarks import backends, checks, runs
 from landmarks.images import ImageError
 from landmarks.atomic import write_json
-from landmarks.inference import Cascade, recipe_named
+from landmarks.inference import ARTICLE, Cascade
 from landmarks.labels import POINT_NAMES
 from landmarks.metrics import image_errors, summarise
 
@@ -211,7 +211,7 @@ def main(argv=None):
         print(f"cascade_eval: error: {exc}", file=sys.stderr)
         return 2
     # an export folder says nothing of the schedule: the article's recipe unless --recipe names one
-    recipe = recipe_named("article") if args.export and args.recipe == "auto" else runs.chosen_recipe(args)
+    recipe = ARTICLE if args.export and args.recipe == "auto" else runs.chosen_recipe(args)
     print(f"recipe: {recipe.describe()}")
     results, skipped = predict(Cascade(level1, level2, recipe), rows, args.batch, not args.quiet)
     if skipped:
