@@ -29,6 +29,7 @@ class AugmentConfig:
     # The options below are off by default; each draws only when on, so data sets built
     # before they existed come out the same.
     zoom: float = 1.0  # half the copies: the box grows by up to this factor (a small face)
+    roam: float = 0.0  # a zoomed-out face also wanders over up to this fraction of the margin (0: near the centre)
     rotate_any: float = 0.0  # probability that the angle is drawn from the whole circle
     grey: float = 0.0  # probability of a grey copy (grey photos exist in the wild)
     colour: float = 0.0  # contrast and brightness change by up to this fraction
@@ -46,6 +47,8 @@ class AugmentConfig:
             raise ValueError("augment rotate, scale and shift must be >= 0 (scale < 1)")
         if not self.zoom >= 1:
             raise ValueError(f"augment zoom must be >= 1 (1: off), got {self.zoom}")
+        if not 0 <= self.roam <= 1:
+            raise ValueError(f"augment roam must be in [0, 1] (0: off), got {self.roam}")
         for name in ("rotate_any", "grey", "blur"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"augment {name.replace('_', '-')} probability must be in [0, 1], got {getattr(self, name)}")
@@ -109,7 +112,8 @@ def draw(config, seed, index, copy):
     flip = bool(rng.random() < config.flip)
     angle, scale = float(u[0] * config.rotate), float(1.0 + u[1] * config.scale)
     extra = {}
-    if config.zoom > 1 and rng.random() < 0.5:
+    zoomed = config.zoom > 1 and rng.random() < 0.5
+    if zoomed:
         scale *= float(np.exp(rng.uniform(0.0, np.log(config.zoom))))  # log-uniform: as many mid as far
     if config.rotate_any and rng.random() < config.rotate_any:
         angle = float(rng.uniform(-180.0, 180.0))
@@ -121,8 +125,13 @@ def draw(config, seed, index, copy):
         extra["brightness"] = float(c[1] * config.colour * 127.5)
     if config.blur and rng.random() < config.blur:
         extra["blur"] = float(rng.uniform(0.3, 1.0) * BLUR_SIGMA)
-    return Jitter(flip=flip, angle=angle, scale=scale, dx=float(u[2] * config.shift), dy=float(u[3] * config.shift),
-                  **extra)
+    dx, dy = float(u[2] * config.shift), float(u[3] * config.shift)
+    if config.roam and zoomed and scale > 1:
+        # the zoom opened a margin of (scale - 1) / 2 box widths on each side: the picture
+        # moves across `roam` of it, so a small face is not always in the middle
+        r = rng.uniform(-1.0, 1.0, size=2) * config.roam * (scale - 1) / 2
+        dx, dy = dx + float(r[0]), dy + float(r[1])
+    return Jitter(flip=flip, angle=angle, scale=scale, dx=dx, dy=dy, **extra)
 
 
 def apply(box, jitter):

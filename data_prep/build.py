@@ -304,6 +304,9 @@ def add_common_arguments(parser):
     parser.add_argument("--aug-shift", type=float, default=defaults.shift, help="box shift jitter, +-fraction of its size (default: %(default)s)")
     parser.add_argument("--aug-zoom", type=float, default=defaults.zoom,
                         help="half the copies zoom out by up to this factor: a small face (default: %(default)s, off)")
+    parser.add_argument("--aug-roam", type=float, default=defaults.roam,
+                        help="a zoomed-out face moves across up to this fraction of the margin the zoom opened, "
+                             "so that small faces are not all centred (default: %(default)s, off)")
     parser.add_argument("--aug-rotate-any", type=float, default=defaults.rotate_any,
                         help="probability of an angle from the whole circle (default: %(default)s)")
     parser.add_argument("--aug-grey", type=float, default=defaults.grey, help="grey copy probability (default: %(default)s)")
@@ -360,7 +363,7 @@ def source_record(data):
 def augment_options(args):
     """The augmentation options as given, JSON-ready (part of the build key)."""
     return {"copies": args.augment, "flip": args.aug_flip, "rotate": args.aug_rotate, "scale": args.aug_scale,
-            "shift": args.aug_shift, "zoom": args.aug_zoom, "rotate_any": args.aug_rotate_any,
+            "shift": args.aug_shift, "zoom": args.aug_zoom, "roam": args.aug_roam, "rotate_any": args.aug_rotate_any,
             "grey": args.aug_grey, "colour": args.aug_colour, "blur": args.aug_blur, "turned": args.aug_turned}
 
 

@@ -1,8 +1,9 @@
 """A stress copy of one split: every image rotated (up to +-60 degrees by default), maybe
 mirrored, greyed, blurred and zoomed out, with its points moved exactly along, as a data set
-that `tools/cascade_eval.py --dataset DIR` reads.
+that `tools/cascade_eval.py --dataset DIR` reads. With --photo, a large-photo copy instead.
 
     python -m data_prep.stress --dataset ROOT --split val --out DIR [--seed 1]
+    python -m data_prep.stress --dataset ROOT --split val --out DIR --photo 0.5 [--upscale 4]
 
 The split is the one level 1 uses for the same ROOT and --seed (data_prep's default split).
 
@@ -11,6 +12,13 @@ the faces a shipped model meets are not. The transforms are `data_prep.augment`'
 code that augments training data, drawn with other settings and another seed), so a label is
 exactly where the feature went. Each output image has the source's size; the rotation turns
 about the image centre and the zoom-out leaves a black margin, as augmentation does.
+
+--photo FRACTION: the source photos are loosely cropped faces, while a user's full-resolution
+photo may show a face that fills only part of it, anywhere. Each image is enlarged --upscale
+times (bicubic: a face with the pixels of a large photo) and set at a seeded random place in
+a photo whose sides are 1/FRACTION of the enlarged image's; the margin repeats the picture's
+edge (OpenCV's BORDER_REPLICATE), so there is no frame line for a net to find. Nothing else
+changes: this copy measures the small, off-centre face alone.
 
 Output (CelebA's flattened layout, every image in the split marked "test"):
     DIR/img_celeba/<name>.jpg   DIR/list_landmarks_celeba.txt   DIR/list_eval_partition.txt
@@ -50,18 +58,45 @@ def stress_image(path, points, jitter):
     return pixels, moved
 
 
-def write_stress_copy(dataset, split, out, seed, config=STRESS, progress=True):
-    """Writes the stress copy of `split` into `out`; returns the number of images written."""
+PHOTO_UPSCALE = 4
+
+
+def photo_image(path, points, fraction, upscale, place):
+    """(uint8 BGR photo, its (5, 2) points): the image enlarged `upscale` times, in a photo
+    whose sides are 1/`fraction` of that, at `place` = (u, v) in [0, 1]: the share of the
+    margin left of and above it; the margin is the picture's edge replicated."""
+    if not 0 < fraction <= 1 or upscale < 1:
+        raise ValueError(f"photo fraction must be in (0, 1] and upscale >= 1, got {fraction} and {upscale}")
+    image = images.decode(images.open_image(path)).image
+    h, w = image.shape[:2]
+    big = cv2.resize(image, (w * upscale, h * upscale), interpolation=cv2.INTER_CUBIC) if upscale > 1 else image
+    margin_x, margin_y = round(w * upscale / fraction) - w * upscale, round(h * upscale / fraction) - h * upscale
+    left, top = int(round(place[0] * margin_x)), int(round(place[1] * margin_y))
+    photo = cv2.copyMakeBorder(big, top, margin_y - top, left, margin_x - left, cv2.BORDER_REPLICATE)
+    moved = (np.asarray(points, dtype=np.float64).reshape(-1, 2) + 0.5) * upscale - 0.5 + [left, top]
+    return photo, moved
+
+
+def write_stress_copy(dataset, split, out, seed, config=STRESS, progress=True, photo=None, upscale=PHOTO_UPSCALE):
+    """Writes the stress copy of `split` into `out` (the large-photo copy where `photo` is a
+    fraction); returns the number of images written."""
     entries = dataset.split(split)
     if not entries:
         raise datasets.DataError(f"{dataset.root}: the {split} split is empty")
     image_dir = os.path.join(out, "img_celeba")
     os.makedirs(image_dir, exist_ok=True)
     lines, partition, record = [], [], []
-    for number, e in enumerate(progress_bar(entries, desc=f"stress copy of {split}", disable=not progress, unit="img"), 1):
-        jitter = augment.draw(config, seed, e.line, 1)
+    kind = "stress" if photo is None else f"photo ({photo:g} of the side)"
+    for number, e in enumerate(progress_bar(entries, desc=f"{kind} copy of {split}", disable=not progress, unit="img"), 1):
         try:
-            pixels, points = stress_image(dataset.image_path(e.name), e.points, jitter)
+            if photo is None:
+                jitter = augment.draw(config, seed, e.line, 1)
+                pixels, points = stress_image(dataset.image_path(e.name), e.points, jitter)
+                how = {"jitter": jitter.describe()}
+            else:
+                place = np.random.default_rng([seed, e.line]).uniform(0.0, 1.0, size=2)
+                pixels, points = photo_image(dataset.image_path(e.name), e.points, photo, upscale, place)
+                how = {"place": [round(float(v), 4) for v in place]}
         except images.ImageError as exc:
             print(f"{dataset.image_path(e.name)}: skipped ({exc})", file=sys.stderr)
             continue
@@ -72,11 +107,12 @@ def write_stress_copy(dataset, split, out, seed, config=STRESS, progress=True):
         encoded.tofile(os.path.join(image_dir, name))
         lines.append(name + " " + " ".join(f"{v:.2f}" for v in points.reshape(-1)))
         partition.append(f"{name} 2")
-        record.append({"name": name, "source": e.name, "jitter": jitter.describe()})
+        record.append({"name": name, "source": e.name, **how})
     write_text(os.path.join(out, "list_landmarks_celeba.txt"), "\n".join([str(len(lines))] + lines) + "\n")
     write_text(os.path.join(out, "list_eval_partition.txt"), "\n".join(partition) + "\n")
+    settings = {"config": vars(config)} if photo is None else {"photo": photo, "upscale": upscale}
     write_json(os.path.join(out, "stress.json"), {"source": dataset.root, "split": split, "seed": seed,
-                                                  "config": vars(config), "images": record})
+                                                  **settings, "images": record})
     return len(lines)
 
 
@@ -93,15 +129,26 @@ def parse_args(argv=None):
                         help="how the source's splits are made, as for level 1 (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=1, help="seeds the split (random) and the transforms (default: 1)")
     parser.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    parser.add_argument("--photo", type=float, default=None, metavar="FRACTION",
+                        help="write the large-photo copy instead: each image fills only FRACTION of a photo's "
+                             "side, at a random place (see below)")
+    parser.add_argument("--upscale", type=int, default=PHOTO_UPSCALE,
+                        help="--photo: how many times each image is enlarged first (default: %(default)s)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.photo is not None and not 0 < args.photo <= 1:
+        parser.error(f"--photo must be a fraction in (0, 1], got {args.photo}")
+    if args.upscale < 1:
+        parser.error(f"--upscale must be >= 1, got {args.upscale}")
+    return args
 
 
 def main(argv=None):
     args = parse_args(argv)
     try:
         dataset = datasets.load(args.dataset, args.dataset_format, split=args.data_split, seed=args.seed)
-        count = write_stress_copy(dataset, args.split, args.out, args.seed + 1000, progress=not args.quiet)
+        count = write_stress_copy(dataset, args.split, args.out, args.seed + 1000, progress=not args.quiet,
+                                  photo=args.photo, upscale=args.upscale)
     except datasets.DataError as exc:
         print(f"data_prep.stress: {exc}", file=sys.stderr)
         return 2

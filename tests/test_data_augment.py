@@ -115,6 +115,26 @@ def test_zoom_and_any_angle_reach_beyond_the_plain_ranges():
         augment.AugmentConfig(grey=1.5)
 
 
+def test_roam_moves_small_faces_off_centre_and_keeps_the_picture_in_the_frame():
+    """Off, the zoom's draws are unchanged (old data sets stay the same); on, a zoomed-out
+    copy's picture moves across the margin the zoom opened, never beyond it."""
+    centred = augment.AugmentConfig(copies=1, shift=0.05, zoom=4.0)
+    roaming = augment.AugmentConfig(copies=1, shift=0.05, zoom=4.0, roam=1.0)
+    plain = [augment.draw(centred, 3, i, 1) for i in range(400)]
+    moved = [augment.draw(roaming, 3, i, 1) for i in range(400)]
+    assert [j.scale for j in plain] == [j.scale for j in moved]
+    assert all(abs(j.dx) <= 0.05 for j in plain)
+    for p, m in zip(plain, moved):
+        if m.scale <= 1.0:
+            assert (m.dx, m.dy) == (p.dx, p.dy)  # not zoomed out: no roaming
+        limit = 0.05 + max(0.0, m.scale - 1) / 2  # the picture's edge may reach the frame's, not cross it
+        assert abs(m.dx) <= limit + 1e-12 and abs(m.dy) <= limit + 1e-12
+    far = [max(abs(j.dx), abs(j.dy)) for j in moved if j.scale > 3.0]
+    assert far and max(far) > 0.5  # a small face reaches well off the middle
+    with pytest.raises(ValueError, match="roam"):
+        augment.AugmentConfig(roam=1.5)
+
+
 def test_photometric_changes_pixels_not_labels(dot_image):
     settings = build.Settings(level=1, size=SIZE)
     plain = build.make_sample(build.Task("train", 0, "d", str(dot_image), POINTS, 1, "t"), settings)

@@ -4,6 +4,7 @@ import json
 
 import cv2
 import numpy as np
+import pytest
 
 from data_prep import augment, dataset, stress
 from landmarks.labels import FLIP_ORDER
@@ -62,3 +63,27 @@ def test_the_copy_is_a_data_set_and_bad_input_is_refused(tmp_path, capsys):
     assert copy.format == "celeba" and len(copy.split("test")) == 2  # 10% of 20, every one scored as test
     assert stress.main(["--dataset", str(tmp_path / "missing"), "--out", str(out), "--quiet"]) == 2
     assert "missing" in capsys.readouterr().err
+
+
+def test_the_photo_copy_sets_each_face_small_and_anywhere_with_its_labels(tmp_path, capsys):
+    data = dataset.load(str(_root(tmp_path / "src", count=15)), seed=1)
+    out = tmp_path / "photo"
+    count = stress.write_stress_copy(data, "train", str(out), seed=5, progress=False, photo=0.5, upscale=2)
+    assert count == 12
+    record = json.loads((out / "stress.json").read_text())
+    assert (record["photo"], record["upscale"]) == (0.5, 2) and "config" not in record
+    lines = (out / "list_landmarks_celeba.txt").read_text().split("\n")[1:-1]
+    centres = []
+    for line, item in zip(lines, record["images"]):
+        fields = line.split()
+        points = np.array(fields[1:], float).reshape(5, 2)
+        image = cv2.imread(str(out / "img_celeba" / fields[0]))
+        assert image.shape == (4 * SIZE, 4 * SIZE, 3)  # enlarged twice, then half the photo's side
+        blobs = colour_blobs(image, threshold=60, min_pixels=8, weighted=False)
+        assert np.abs(points - np.stack([blobs[i] for i in range(5)])).max() < 1.0, item  # no mirror: blob i is point i
+        centres.append(points.mean(axis=0) / image.shape[0])
+    centres = np.array(centres)
+    assert np.ptp(centres[:, 0]) > 0.2 and np.ptp(centres[:, 1]) > 0.2  # placed all over, not centred
+    with pytest.raises(SystemExit) as refused:
+        stress.main(["--dataset", str(tmp_path / "src"), "--out", str(out), "--photo", "1.5", "--quiet"])
+    assert refused.value.code == 2 and "--photo must be a fraction" in capsys.readouterr().err
