@@ -4,9 +4,11 @@ Off by default (`copies=0`), so that the default run reproduces the article. A c
 the box the sample is cut from (the whole image for level 1, the crop for level 2): its
 scale and shift, or a zoom-out that makes the face small in the picture; then rotates the
 content about the box centre (now and then by any angle, upside down included) and maybe
-mirrors it. The points go through the very same transform, and a mirror also swaps left and
-right points (labels.FLIP_ORDER), so that index 0 stays the subject's left eye. Photometric
-changes (grey, contrast and brightness, blur) act on the finished pixels and move no point.
+mirrors it; what the box shows beyond the picture is black, or (`edge`) the picture's edge
+repeated, as a photo has no frame line. The points go through the very same transform, and a
+mirror also swaps left and right points (labels.FLIP_ORDER), so that index 0 stays the
+subject's left eye. Photometric changes (grey, contrast and brightness, blur) act on the
+finished pixels and move no point.
 
 Each copy's random draw is seeded by (seed, entry index, copy number): the data set does not
 depend on worker count or processing order.
@@ -30,6 +32,7 @@ class AugmentConfig:
     # before they existed come out the same.
     zoom: float = 1.0  # half the copies: the box grows by up to this factor (a small face)
     roam: float = 0.0  # a zoomed-out face also wanders over up to this fraction of the margin (0: near the centre)
+    edge: float = 0.0  # probability that a copy's margin repeats the picture's edge instead of black
     rotate_any: float = 0.0  # probability that the angle is drawn from the whole circle
     grey: float = 0.0  # probability of a grey copy (grey photos exist in the wild)
     colour: float = 0.0  # contrast and brightness change by up to this fraction
@@ -49,7 +52,7 @@ class AugmentConfig:
             raise ValueError(f"augment zoom must be >= 1 (1: off), got {self.zoom}")
         if not 0 <= self.roam <= 1:
             raise ValueError(f"augment roam must be in [0, 1] (0: off), got {self.roam}")
-        for name in ("rotate_any", "grey", "blur"):
+        for name in ("rotate_any", "grey", "blur", "edge"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"augment {name.replace('_', '-')} probability must be in [0, 1], got {getattr(self, name)}")
         if not self.turned >= 0:
@@ -93,12 +96,13 @@ class Jitter:
     contrast: float = 1.0  # pixel values scale about mid-grey by this factor...
     brightness: float = 0.0  # ...then move by this many grey levels
     blur: float = 0.0  # Gaussian sigma in output pixels, 0: none
+    edge: bool = False  # the margin outside the picture repeats its edge (else black)
 
     def describe(self):
         text = f"flip={int(self.flip)},angle={self.angle:.2f},scale={self.scale:.3f},dx={self.dx:.3f},dy={self.dy:.3f}"
         if self.photometric:
             text += f",grey={int(self.grey)},contrast={self.contrast:.3f},brightness={self.brightness:.1f},blur={self.blur:.2f}"
-        return text
+        return text + (",edge=1" if self.edge else "")
 
     @property
     def photometric(self):
@@ -131,6 +135,8 @@ def draw(config, seed, index, copy):
         # moves across `roam` of it, so a small face is not always in the middle
         r = rng.uniform(-1.0, 1.0, size=2) * config.roam * (scale - 1) / 2
         dx, dy = dx + float(r[0]), dy + float(r[1])
+    if config.edge:
+        extra["edge"] = bool(rng.random() < config.edge)
     return Jitter(flip=flip, angle=angle, scale=scale, dx=dx, dy=dy, **extra)
 
 

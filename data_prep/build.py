@@ -129,7 +129,8 @@ def make_sample(task, settings):
     if settings.level == 1 and transform is None:
         pixels = images.level1_pixels(decoded, settings.size)  # the same pixels as render, faster
     else:
-        pixels = images.render(decoded, images.frame_matrix(box, settings.size, transform), settings.size)
+        pixels = images.render(decoded, images.frame_matrix(box, settings.size, transform), settings.size,
+                               edge=task.jitter is not None and task.jitter.edge)
     pixels = augment.photometric(pixels, task.jitter)
     frame_pts = augment.frame_points(gt, box, transform, flip=jitter is not None and jitter.flip)
     label = as_rows(normalise(frame_pts, region[0], region[1])).astype(np.float32)
@@ -307,6 +308,9 @@ def add_common_arguments(parser):
     parser.add_argument("--aug-roam", type=float, default=defaults.roam,
                         help="a zoomed-out face moves across up to this fraction of the margin the zoom opened, "
                              "so that small faces are not all centred (default: %(default)s, off)")
+    parser.add_argument("--aug-edge", type=float, default=defaults.edge,
+                        help="probability that a copy's margin (zoom-out, shift, rotation) repeats the picture's edge "
+                             "instead of black, as a photo has no frame line (default: %(default)s, off)")
     parser.add_argument("--aug-rotate-any", type=float, default=defaults.rotate_any,
                         help="probability of an angle from the whole circle (default: %(default)s)")
     parser.add_argument("--aug-grey", type=float, default=defaults.grey, help="grey copy probability (default: %(default)s)")
@@ -363,7 +367,8 @@ def source_record(data):
 def augment_options(args):
     """The augmentation options as given, JSON-ready (part of the build key)."""
     return {"copies": args.augment, "flip": args.aug_flip, "rotate": args.aug_rotate, "scale": args.aug_scale,
-            "shift": args.aug_shift, "zoom": args.aug_zoom, "roam": args.aug_roam, "rotate_any": args.aug_rotate_any,
+            "shift": args.aug_shift, "zoom": args.aug_zoom, "roam": args.aug_roam, "edge": args.aug_edge,
+            "rotate_any": args.aug_rotate_any,
             "grey": args.aug_grey, "colour": args.aug_colour, "blur": args.aug_blur, "turned": args.aug_turned}
 
 

@@ -221,23 +221,27 @@ def frame_to_output(points, frame_w, frame_h, size):
     return (points + 0.5) * scale - 0.5
 
 
-def _padded_slice(image, x, y, size):
-    """image[y:y+size, x:x+size], zero outside the image."""
-    out = np.zeros((size, size) + image.shape[2:], dtype=image.dtype)
+def _padded_slice(image, x, y, size, edge=False):
+    """image[y:y+size, x:x+size], zero outside the image (its nearest edge pixel with `edge`)."""
     h, w = image.shape[:2]
+    if edge:
+        rows, cols = np.clip(np.arange(y, y + size), 0, h - 1), np.clip(np.arange(x, x + size), 0, w - 1)
+        return image[rows[:, None], cols[None, :]]
+    out = np.zeros((size, size) + image.shape[2:], dtype=image.dtype)
     xa, ya, xb, yb = max(x, 0), max(y, 0), min(x + size, w), min(y + size, h)
     if xb > xa and yb > ya:
         out[ya - y:yb - y, xa - x:xb - x] = image[ya:yb, xa:xb]
     return out
 
 
-def render(image, matrix, size):
+def render(image, matrix, size, edge=False):
     """The size x size uint8 patch whose pixel u shows original point p where
     u = matrix @ [p, 1] (`frame_matrix`). `image` is a `Decoded` or a full-resolution array.
 
     Downscaling goes through cv2.INTER_AREA (bilinear on a 10x shrink would alias); what
     remains (a sub-pixel shift, a rotation, an enlargement) is one bilinear warpAffine,
-    skipped when it is a whole-pixel shift. Outside the image is black."""
+    skipped when it is a whole-pixel shift. Outside the image is black, or with `edge` the
+    image's nearest edge pixel (a margin without a frame line, for augmentation)."""
     decoded = _as_decoded(image)
     img, f = decoded.image, decoded.factor
     # reduced pixel-centre coordinates -> original pixel-centre coordinates
@@ -266,8 +270,12 @@ def render(image, matrix, size):
             cy0 = int(round(ey))
     cx1 = min(w, int(np.ceil(seen[0].max())) + margin + 1)
     cy1 = min(h, int(np.ceil(seen[1].max())) + margin + 1)
-    if cx1 <= cx0 or cy1 <= cy0:
-        return np.zeros((size, size, 3), dtype=np.uint8)
+    if cx1 <= cx0 or cy1 <= cy0:  # the patch sees none of the image
+        if edge:  # the nearest edge region, so that the margin still repeats the picture's edge
+            cx0, cx1 = (w - 1, w) if cx0 >= w else (0, 1) if cx1 <= 0 else (cx0, cx1)
+            cy0, cy1 = (h - 1, h) if cy0 >= h else (0, 1) if cy1 <= 0 else (cy0, cy1)
+        else:
+            return np.zeros((size, size, 3), dtype=np.uint8)
     cut = img[cy0:cy1, cx0:cx1]
     shrink = np.array([[fx, 0, fx * (0.5 - cx0) - 0.5], [0, fy, fy * (0.5 - cy0) - 0.5], [0, 0, 1]])
     if fx < 1.0 or fy < 1.0:
@@ -277,9 +285,9 @@ def render(image, matrix, size):
     warp = (full @ np.linalg.inv(shrink))[:2]
     shift = np.round(warp[:, 2])
     if np.allclose(warp[:, :2], np.eye(2), atol=1e-9) and np.allclose(warp[:, 2], shift, atol=1e-6):
-        return _padded_slice(cut, -int(shift[0]), -int(shift[1]), size)
+        return _padded_slice(cut, -int(shift[0]), -int(shift[1]), size, edge)
     return cv2.warpAffine(cut, warp, (size, size), flags=cv2.INTER_LINEAR,
-                          borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+                          borderMode=cv2.BORDER_REPLICATE if edge else cv2.BORDER_CONSTANT, borderValue=0)
 
 
 def to_network(pixels):

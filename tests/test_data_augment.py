@@ -150,6 +150,23 @@ def test_photometric_changes_pixels_not_labels(dot_image):
     assert "grey=1" in jitter.describe()
 
 
+def test_an_edge_copy_fills_its_margin_from_the_picture_not_black(tmp_path):
+    path = tmp_path / "grey.png"
+    cv2.imwrite(str(path), np.full((200, 200, 3), 150, np.uint8))
+    settings = build.Settings(level=1, size=SIZE)
+    points = np.array([[80.0, 90.0], [120.0, 90.0], [100.0, 110.0], [85.0, 130.0], [115.0, 130.0]])
+    samples = {}
+    for edge in (False, True):
+        jitter = augment.Jitter(scale=2.5, dx=0.3, angle=20.0, edge=edge)
+        samples[edge] = build.make_sample(build.Task("train", 0, "g", str(path), points, 1, "t", None, 1, jitter), settings)
+    np.testing.assert_array_equal(samples[True].label, samples[False].label)
+    assert (samples[False].pixels < 20).mean() > 0.3  # zoomed out, shifted and turned: much black margin
+    assert samples[True].pixels.min() >= 145  # the same margin, now the picture's grey
+    assert "edge=1" in augment.Jitter(edge=True).describe() and "edge" not in augment.Jitter().describe()
+    draws = [augment.draw(augment.AugmentConfig(copies=1, edge=0.5), 2, i, 1).edge for i in range(200)]
+    assert 0.35 < np.mean(draws) < 0.65
+
+
 def test_level2_truth_crops_ignore_a_wrong_prediction(dot_image):
     """--train-crops truth: a training crop is cut around the true points (and never dropped by
     the level-1 threshold); val and test crops stay around the prediction."""

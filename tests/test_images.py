@@ -100,6 +100,31 @@ def test_level1_fast_path_equals_the_general_render(tmp_path):
         assert np.array_equal(images.level1_pixels(decoded), general)
 
 
+def test_edge_margin_repeats_the_picture_edge_and_black_stays_the_default():
+    """A box reaching past the picture: black there by default; with edge=True the nearest
+    edge pixel, on the whole-pixel path, the shrink path and the turned (warp) path alike,
+    and the picture itself unchanged."""
+    img = np.zeros((40, 60, 3), np.uint8)
+    img[:, :, 0] = np.arange(60, dtype=np.uint8)[None, :] * 4  # blue grows to the right
+    img[:, :, 1] = np.arange(40, dtype=np.uint8)[:, None] * 6  # green grows downwards
+    img[:, :, 2] = 200
+    turn = np.array([[0.0, -1.0, 89.0], [1.0, 0.0, 0.0]])  # a quarter turn inside a 90 x 90 box
+    for box, size, transform in (((-30, -30, 60, 60), 90, None), ((-30, -30, 60, 60), 45, None),
+                                 ((-30, -30, 60, 60), 90, turn)):
+        matrix = images.frame_matrix(box, size, transform)
+        black = images.render(img, matrix, size)
+        edged = images.render(img, matrix, size, edge=True)
+        inside = black[..., 2] > 100  # the red channel marks the picture
+        assert 0.1 < inside.mean() < 0.9 and not black[~inside].any()
+        assert np.array_equal(edged[inside], black[inside])
+        assert (edged[..., 2] > 190).all()  # the margin is the picture's own (red 200) edge
+        # the margin continues the nearest edge pixel: no picture there is blacker or brighter
+        assert edged[..., :2].min() >= 0 and edged[..., 0].max() <= 240 and edged[..., 1].max() <= 240
+    corner = images.render(img, images.frame_matrix((-30, -30, 60, 60), 90), 90, edge=True)
+    assert (corner[:30, :30] == img[0, 0]).all()  # above-left of the picture: its corner pixel
+    assert (corner[70:, 50] == img[39, 20]).all()  # below it (y >= 40): its bottom row
+
+
 def test_network_input_is_bgr_chw_minus_mean():
     pixels = np.zeros((48, 48, 3), np.uint8)
     pixels[..., 0] = 255  # blue, as OpenCV reads it
