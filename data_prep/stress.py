@@ -11,7 +11,8 @@ Why: a validation split drawn from the training photos is mostly frontal and upr
 the faces a shipped model meets are not. The transforms are `data_prep.augment`'s (the same
 code that augments training data, drawn with other settings and another seed), so a label is
 exactly where the feature went. Each output image has the source's size; the rotation turns
-about the image centre and the zoom-out leaves a black margin, as augmentation does.
+about the image centre and the zoom-out leaves a black margin, as augmentation does (with
+--edge, the picture's edge repeated: the same transforms, without a frame line).
 
 --photo FRACTION: the source photos are loosely cropped faces, while a user's full-resolution
 photo may show a face that fills only part of it, anywhere. Each image is enlarged --upscale
@@ -25,6 +26,7 @@ Output (CelebA's flattened layout, every image in the split marked "test"):
     DIR/stress.json (the settings and each image's transform)
 """
 import argparse
+import dataclasses
 import os
 import sys
 
@@ -48,7 +50,7 @@ def stress_image(path, points, jitter):
     box, transform = augment.apply((0, 0, w, h), jitter)
     frame_w, frame_h = box[2] - box[0], box[3] - box[1]
     side = max(w, h)
-    pixels = images.render(decoded, images.frame_matrix(box, side, transform), side)
+    pixels = images.render(decoded, images.frame_matrix(box, side, transform), side, edge=jitter.edge)
     pixels = augment.photometric(pixels, jitter)
     moved = augment.frame_points(points, box, transform, flip=jitter.flip)
     moved = images.frame_to_output(moved, frame_w, frame_h, side)
@@ -129,6 +131,9 @@ def parse_args(argv=None):
                         help="how the source's splits are made, as for level 1 (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=1, help="seeds the split (random) and the transforms (default: 1)")
     parser.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    parser.add_argument("--edge", action="store_true",
+                        help="the margins a turn or zoom-out opens repeat the picture's edge instead of black "
+                             "(a photo has no frame line for a net to lean on)")
     parser.add_argument("--photo", type=float, default=None, metavar="FRACTION",
                         help="write the large-photo copy instead: each image fills only FRACTION of a photo's "
                              "side, at a random place (see below)")
@@ -147,7 +152,8 @@ def main(argv=None):
     args = parse_args(argv)
     try:
         dataset = datasets.load(args.dataset, args.dataset_format, split=args.data_split, seed=args.seed)
-        count = write_stress_copy(dataset, args.split, args.out, args.seed + 1000, progress=not args.quiet,
+        config = dataclasses.replace(STRESS, edge=1.0) if args.edge else STRESS
+        count = write_stress_copy(dataset, args.split, args.out, args.seed + 1000, config, progress=not args.quiet,
                                   photo=args.photo, upscale=args.upscale)
     except datasets.DataError as exc:
         print(f"data_prep.stress: {exc}", file=sys.stderr)

@@ -58,9 +58,11 @@ SCHEDULES = {
                      batch_test=64, test_interval=2000, test_iter=16, display=500, snapshot=4000,
                      random_seed=1, train_crops="prediction", recipe="real",
                      # level 1: a quarter of the copies at any angle, so that its first look
-                     # reads a face on its side or upside down (the second look then sets it upright)
+                     # reads a face on its side or upside down (the second look then sets it upright);
+                     # half zoomed out up to 4x and moved about (roam), half of all margins the
+                     # picture's edge rather than black: a small face anywhere in a photo
                      augment={1: dict(copies=10, flip=0.5, rotate=45.0, rotate_any=0.25, scale=0.15, shift=0.08,
-                                      zoom=2.5, grey=0.2, colour=0.3, blur=0.2),
+                                      zoom=4.0, roam=0.8, edge=0.5, grey=0.2, colour=0.3, blur=0.2),
                               # level 2's crops come levelled (the upright rule): the turn left to
                               # learn is level 1's angle error, under 12 degrees for 99% of the
                               # MTFL val faces and 22 for the stress copy's

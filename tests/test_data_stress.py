@@ -87,3 +87,15 @@ def test_the_photo_copy_sets_each_face_small_and_anywhere_with_its_labels(tmp_pa
     with pytest.raises(SystemExit) as refused:
         stress.main(["--dataset", str(tmp_path / "src"), "--out", str(out), "--photo", "1.5", "--quiet"])
     assert refused.value.code == 2 and "--photo must be a fraction" in capsys.readouterr().err
+
+
+def test_edge_stress_turns_the_same_way_without_black_corners(tmp_path):
+    path = tmp_path / "grey.png"
+    cv2.imwrite(str(path), np.full((SIZE, SIZE, 3), 120, np.uint8))
+    turned = augment.Jitter(angle=45.0, scale=1.3)
+    black, points = stress.stress_image(str(path), FACE, turned)
+    edged, same = stress.stress_image(str(path), FACE, augment.Jitter(angle=45.0, scale=1.3, edge=True))
+    np.testing.assert_array_equal(points, same)
+    assert (black < 10).all(axis=2).mean() > 0.2 and edged.min() >= 115
+    draws = stress.dataclasses.replace(stress.STRESS, edge=1.0)
+    assert all(augment.draw(draws, 1001, i, 1).edge for i in range(20))

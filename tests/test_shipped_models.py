@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 import pytest
 
-from data_prep import dataset
+from data_prep import dataset, stress
 from landmarks import runs
 from landmarks.inference import Cascade, DeployNet, recipe_named
 from landmarks.metrics import interocular_errors
@@ -26,9 +26,10 @@ SEED = 1  # the recipe's (make level1 SEED=1, the default): the split the models
 # The shipped cascade's mean inter-ocular error on the whole validation split is in
 # models/mtfl/README.md; these bounds leave room for a 64-face sample of it, and fail for a
 # level 1 alone, for a cascade whose points are swapped or shifted, or for untrained weights.
-MEAN_BOUND = 0.08  # the whole split: 5.7%, this sample 4.6% (models of 2026-11-26, `real` recipe)
-FACE_BOUND = 0.25  # no face of the sample is lost (their worst: 7.4%)
+MEAN_BOUND = 0.08  # the whole split: 5.7%, this sample 4.8% (models of 2026-11-26, `real` recipe)
+FACE_BOUND = 0.25  # no face of the sample is lost (their worst: 7.2%)
 ROLLED_BOUND = 0.08  # the sample rolled by 35-55 degrees, real recipe (measured 4.8%; article 33%)
+PHOTO_BOUND = 0.12  # the sample at half a large photo's side, anywhere (measured 5.4%; the models before: 120%)
 
 needs_mtfl = pytest.mark.skipif(not (MTFL / "training.txt").is_file(),
                                 reason=f"{MTFL}: the MTFL copy is not on this machine (set LANDMARKS_MTFL_DIR)")
@@ -98,6 +99,25 @@ def test_the_real_recipe_sets_rolled_faces_upright(tmp_path):
     _, article = _errors(_shipped_cascade("article"), rolled_paths, rolled_truth)
     assert np.nanmean(real) < ROLLED_BOUND, f"real recipe, rolled faces: {np.nanmean(real):.3f}"
     assert np.nanmean(real) < 0.85 * np.nanmean(article), (np.nanmean(real), np.nanmean(article))
+
+
+@needs_mtfl
+def test_the_cascade_finds_a_small_face_anywhere_in_a_large_photo(tmp_path):
+    """The same faces enlarged 4x and set at random places in photos twice their side
+    (data_prep.stress --photo 0.5): level 1's first look must find the face before the
+    second look and level 2 can refine it."""
+    paths, truth = _validation_faces()
+    rng = np.random.default_rng(0)
+    photo_paths, photo_truth = [], []
+    for i, (path, points) in enumerate(zip(paths, truth)):
+        photo, moved = stress.photo_image(path, points, 0.5, 4, rng.uniform(0, 1, size=2))
+        assert photo.shape[:2] == (640, 640)
+        out = tmp_path / f"photo{i}.jpg"
+        cv2.imwrite(str(out), photo, [cv2.IMWRITE_JPEG_QUALITY, 90])
+        photo_paths.append(str(out))
+        photo_truth.append(moved)
+    _, errors = _errors(_shipped_cascade(), photo_paths, np.stack(photo_truth))
+    assert np.nanmean(errors) < PHOTO_BOUND, f"faces at half a photo's side: {np.nanmean(errors):.3f}"
 
 
 @needs_mtfl
