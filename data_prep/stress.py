@@ -45,7 +45,7 @@ JPEG_QUALITY = 90
 
 def stress_image(path, points, jitter):
     """(uint8 BGR image of the source's size, its (5, 2) points) for one jitter."""
-    decoded = images.decode(images.open_image(path))
+    decoded = images.read_bgr(path)
     w, h = decoded.size
     box, transform = augment.apply((0, 0, w, h), jitter)
     frame_w, frame_h = box[2] - box[0], box[3] - box[1]
@@ -69,7 +69,7 @@ def photo_image(path, points, fraction, upscale, place):
     margin left of and above it; the margin is the picture's edge replicated."""
     if not 0 < fraction <= 1 or upscale < 1:
         raise ValueError(f"photo fraction must be in (0, 1] and upscale >= 1, got {fraction} and {upscale}")
-    image = images.decode(images.open_image(path)).image
+    image = images.read_bgr(path).image
     h, w = image.shape[:2]
     big = cv2.resize(image, (w * upscale, h * upscale), interpolation=cv2.INTER_CUBIC) if upscale > 1 else image
     margin_x, margin_y = round(w * upscale / fraction) - w * upscale, round(h * upscale / fraction) - h * upscale

@@ -1,5 +1,6 @@
 """data_prep.stress: every stressed image's labels land on the features they name (rotation,
 zoom and mirror included), the copy is a data set cascade_eval reads, and bad input exits 2."""
+import dataclasses
 import json
 
 import cv2
@@ -97,5 +98,5 @@ def test_edge_stress_turns_the_same_way_without_black_corners(tmp_path):
     edged, same = stress.stress_image(str(path), FACE, augment.Jitter(angle=45.0, scale=1.3, edge=True))
     np.testing.assert_array_equal(points, same)
     assert (black < 10).all(axis=2).mean() > 0.2 and edged.min() >= 115
-    draws = stress.dataclasses.replace(stress.STRESS, edge=1.0)
+    draws = dataclasses.replace(stress.STRESS, edge=1.0)
     assert all(augment.draw(draws, 1001, i, 1).edge for i in range(20))
