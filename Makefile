@@ -6,8 +6,9 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 CAFFE_GPU ?= auto
 PYTEST_ARGS ?=
+MTFL        ?=
 
-# Workflow settings (defaults live in landmarks/workflow.py; empty means "use that default").
+# Workflow settings (defaults live in workflow/settings.py; empty means "use that default").
 RUN       ?= default
 DATA      ?=
 DATASET   ?=
@@ -59,11 +60,11 @@ help:  ## this list
 	@echo "  SIZE=48         input side        LIMIT=0      use only the first N images"
 	@echo "  RESUME=1        continue training from the newest whole .solverstate of this run"
 	@echo "  REBUILD=1       rebuild the data even when its manifest.json says it is current"
-	@echo "  IMAGES=         export: a folder of real faces to check and calibrate on (default ../shared/data/mtfl),"
-	@echo "                  or DATA= a dataset root (its val split checks, its train split calibrates);"
-	@echo "                  timing: a folder of JPEGs"
+	@echo "  IMAGES=         export: a dataset root of real faces to check and calibrate on (or DATA=; one is"
+	@echo "                  required: its val split checks, its train split calibrates); timing: a folder of JPEGs"
 	@echo "  CAFFE_GPU=auto  setup: CUDA build auto | 0 (CPU-only) | 1 (required)"
 	@echo "  PYTEST_ARGS=    extra pytest arguments for make test"
+	@echo "  MTFL=           make test: a copy of MTFL for the tests on real faces (without one they skip)"
 
 setup: $(CAFFE_STAMP)  ## Debian packages, .venv, Caffe + pycaffe with our layers (idempotent)
 	@echo "setup: ready. caffe: $(VENV)/bin/caffe   python: $(PY)"
@@ -93,7 +94,7 @@ gpu-kit: setup cuda-build  ## gpu-kit/: what a bare NVIDIA GPU machine needs to 
 	$(PY) tools/gpu_kit.py --out gpu-kit
 
 test: setup cuda-build  ## the whole test suite (runs the set-up and the CUDA compile check first)
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(if $(MTFL),LANDMARKS_MTFL_DIR="$(MTFL)" ,)$(PY) -m pytest $(PYTEST_ARGS)
 
 prototxt: setup  ## regenerate the canonical nets and solvers in prototxt/ and solvers/
 	$(PY) tools/make_prototxt.py --canonical

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from landmarks.labels import FLIP_ORDER
+from landmarks.conventions.labels import FLIP_ORDER
 
 
 @dataclass(frozen=True)

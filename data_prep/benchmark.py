@@ -22,9 +22,9 @@ import time
 import cv2
 import numpy as np
 
-from landmarks.labels import as_rows, normalise
 from data_prep import build, parallel, synthetic
-from landmarks import images
+from landmarks.conventions import images
+from landmarks.conventions.labels import as_rows, normalise
 
 TARGET_SPEEDUP = 6.0  # issue 3, on 2 cores
 DEFAULT_COUNT = 400
@@ -125,8 +125,9 @@ def dataset_items(root, count, variant="wild"):
     data_prep.dataset; CelebA is the one the speed target was set for), as
     [(path, points (5, 2))]."""
     from data_prep import dataset as datasets
+    from data_prep import readers
 
-    dataset = datasets.load(root, variant=variant, split="random", limit=None)
+    dataset = readers.load(root, variant=variant, split="random", limit=None)
     items = []
     for entry in dataset.entries:
         path = dataset.image_path(entry.name)

@@ -9,28 +9,28 @@ into the writers, then writes the preview and the manifest. The CLI options both
 share are defined here too, once.
 """
 import contextlib
-from collections import Counter
 import dataclasses
-from dataclasses import dataclass
 import os
 import signal
 import sys
 import threading
 import time
+from collections import Counter
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
 from tqdm import tqdm
 
-from landmarks import checks
-from landmarks.crop import level2_box
-from landmarks.labels import as_rows, normalise
-from landmarks.metrics import image_errors
-from landmarks import images
-from landmarks.progress import bar as progress_bar
-from data_prep import augment, dataset, errata, manifest, parallel, writers
+from data_prep import augment, dataset, errata, manifest, parallel, readers, writers
 from data_prep.dataset import DataError, Problem
 from data_prep.preview import contact_sheet
+from landmarks.common import checks
+from landmarks.common.progress import bar as progress_bar
+from landmarks.conventions import images
+from landmarks.conventions.crop import level2_box
+from landmarks.conventions.labels import as_rows, normalise
+from landmarks.conventions.metrics import image_errors
 
 PREVIEW_COUNT = 40  # "the first few dozen" samples on the contact sheet
 SHOW_PROBLEMS = 20  # skips printed on screen; all of them go into the manifest
@@ -43,7 +43,7 @@ class Settings:
     size: int = images.DEFAULT_SIZE
     thresh: float = float("inf")  # level 2: training samples with a larger level-1 error are dropped
     train_crops: str = "prediction"  # level 2: TRAINING crops around level 1's prediction, or the truth
-    crop_rule: str = "article"  # level 2: landmarks.crop's rule (article, or upright: eyes levelled)
+    crop_rule: str = "article"  # level 2: landmarks.conventions.crop's rule (article, or upright: eyes levelled)
 
 
 @dataclass(frozen=True)
@@ -274,7 +274,7 @@ def add_common_arguments(parser):
                         help="dataset root: CelebA as distributed (Img/, Anno/, Eval/, or flattened), MTFL "
                              "(training.txt [+ testing.txt]) or Sun et al.'s lists (trainImageList.txt "
                              "[+ testImageList.txt]); --celeba is an alias")
-    parser.add_argument("--dataset-format", type=dataset.format_choice, default="auto", metavar="FORMAT",
+    parser.add_argument("--dataset-format", type=readers.format_choice, default="auto", metavar="FORMAT",
                         help=f"layout of ROOT: {' | '.join(dataset.FORMAT_CHOICES)} (default: auto, from the files present)")
     parser.add_argument("--out", required=True, metavar="DIR", help="output folder (hdf5/, lmdb/, *.samples.tsv, manifest.json)")
     parser.add_argument("--format", choices=writers.FORMAT_CHOICES, default="hdf5",
@@ -343,18 +343,18 @@ def dataset_options(args):
 
 def image_folder(args):
     """The folder the dataset's images are read from (its state is part of the build key)."""
-    return dataset.image_folder(args.dataset, args.dataset_format, args.variant)
+    return readers.image_folder(args.dataset, args.dataset_format, args.variant)
 
 
 def resolve_dataset(args):
     """Fix args.dataset_format to the layout ROOT holds (auto: detected); returns the build's
     input text files {role: path}."""
-    args.dataset_format = dataset.resolve_format(args.dataset, args.dataset_format)
-    return dataset.input_files(args.dataset, args.dataset_format, args.variant, args.split)
+    args.dataset_format = readers.resolve_format(args.dataset, args.dataset_format)
+    return readers.input_files(args.dataset, args.dataset_format, args.variant, args.split)
 
 
 def load_dataset(args):
-    return dataset.load(args.dataset, args.dataset_format, args.variant, args.split, args.train_fraction,
+    return readers.load(args.dataset, args.dataset_format, args.variant, args.split, args.train_fraction,
                         args.val_fraction, args.seed, args.limit, errata=args.errata)
 
 

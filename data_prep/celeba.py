@@ -17,9 +17,9 @@ import os
 
 import numpy as np
 
-from data_prep.dataset import (SPLIT_CHOICES, SPLITS, Dataset, DataError, Entry, Problem, is_number, read_text_lines,  # noqa: F401 (re-exported)
-                               carve, check_fractions, limit_entries, split_counts, unsafe_name)
-from landmarks.labels import NUM_POINTS
+from data_prep.dataset import (SPLIT_CHOICES, SPLITS, DataError, Dataset, Entry, Problem, carve, check_fractions,  # noqa: F401 (re-exported)
+                               is_number, limit_entries, read_text_lines, split_counts, unsafe_name)
+from landmarks.conventions.labels import NUM_POINTS
 
 VARIANTS = {
     "wild": ("img_celeba", "list_landmarks_celeba.txt"),
@@ -120,7 +120,7 @@ def read_partition(path):
 
 
 def present(root):
-    """True when ROOT holds a CelebA landmark file of either variant (data_prep.dataset.detect)."""
+    """True when ROOT holds a CelebA landmark file of either variant (data_prep.readers.detect)."""
     return any(os.path.isfile(os.path.join(root, sub, landmarks)) for _, landmarks in VARIANTS.values()
                for sub in ("Anno", ""))
 

@@ -1,6 +1,6 @@
 """Owns the known label errors of published data sets, how each is recognised, and the fix.
 
-A fix is applied by `apply` when a data set is loaded (`data_prep.dataset.load`), image by
+A fix is applied by `apply` when a data set is loaded (`data_prep.readers.load`), image by
 image, only where the error is really there (its test), and is reported as a warning that
 names the erratum, the count and how to turn it off (`--no-errata`). Nothing here guesses:
 each erratum records how it was found and measured.
@@ -17,12 +17,12 @@ error of level 1 was 3.08% on the other faces against 1.69% without them.
 The test: the image is in that group and both eyes are labelled in the top sixth of it
 (the wrong ones reach 7.2 px at the 99th percentile, the right ones start at 18 px).
 """
-from dataclasses import dataclass, replace
 import fnmatch
+from dataclasses import dataclass, replace
 
 import numpy as np
 
-from landmarks.labels import LEFT_EYE, RIGHT_EYE
+from landmarks.conventions.labels import LEFT_EYE, RIGHT_EYE
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@
 FILE is level 1's predictions for the images (`data_prep.predictions`); with
 --train-crops truth, training crops are cut around the true points instead (val and test
 always around the predictions, as at inference time). The crop rule is
-`landmarks.crop`'s (the same code the demo and evaluation use), `--crop-rule` picks which
+`landmarks.conventions.crop`'s (the same code the demo and evaluation use), `--crop-rule` picks which
 (article, or upright for the `real` recipe); degenerate crops fall back to
 the whole image and are counted. TRAINING samples whose level-1 error (SPEC metric) exceeds
 --thresh are dropped and listed in the manifest; val and test samples never are, since at
@@ -21,7 +21,7 @@ import sys
 from data_prep import build
 from data_prep.dataset import DataError, Problem
 from data_prep.predictions import PredictionsError, read_predictions
-from landmarks.crop import CROP_RULES
+from landmarks.conventions.crop import CROP_RULES
 
 TRAIN_CROPS = ("prediction", "truth")
 DEFAULT_THRESH = 0.05  # the article used 0.10 and concluded that 0.05 would have been better
@@ -89,7 +89,7 @@ def parse_args(argv=None):
                         help="cut TRAINING crops around level 1's prediction (the article; --thresh applies) or "
                              "around the true points, to be jittered by --augment (Sun et al.) (default: %(default)s)")
     parser.add_argument("--crop-rule", choices=CROP_RULES, default="article",
-                        help="landmarks.crop's rule: the article's square around the nose, clipped to the image, "
+                        help="landmarks.conventions.crop's rule: the article's square around the nose, clipped to the image, "
                              "or upright: the same square unclipped and turned so that the predicted eyes are level "
                              "(default: %(default)s)")
     build.add_common_arguments(parser)

@@ -11,9 +11,9 @@ import os
 
 import numpy as np
 
-from data_prep.dataset import (Dataset, DataError, Entry, Problem, carve, is_number, limit_entries, list_path,
+from data_prep.dataset import (DataError, Dataset, Entry, Problem, carve, is_number, limit_entries, list_path,
                                read_text_lines, split_counts)
-from landmarks.labels import NUM_POINTS
+from landmarks.conventions.labels import NUM_POINTS
 
 
 class BadLine(ValueError):
@@ -75,7 +75,7 @@ def input_files(root, train_name, test_name):
 
 def load(root, fmt, train_name, test_name, parse_fields, split, train_fraction, val_fraction, seed, limit):
     """A `Dataset` from ROOT/train_name (+ ROOT/test_name when present); image paths are
-    relative to ROOT. See `data_prep.dataset.load` for the split rules."""
+    relative to ROOT. See `data_prep.readers.load` for the split rules."""
     if not os.path.isdir(root):
         raise DataError(f"{root}: no such dataset folder")
     root = os.path.abspath(root)

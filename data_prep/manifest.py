@@ -14,7 +14,7 @@ import hashlib
 import json
 import os
 
-from landmarks.atomic import write_json
+from landmarks.common.atomic import write_json
 
 MANIFEST = "manifest.json"
 FORMAT_VERSION = 1  # bump when the written samples change for the same inputs and options

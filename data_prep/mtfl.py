@@ -13,7 +13,7 @@ import os
 import numpy as np
 
 from data_prep import lists
-from landmarks.labels import NUM_POINTS
+from landmarks.conventions.labels import NUM_POINTS
 
 TRAIN_LIST = "training.txt"
 TEST_LIST = "testing.txt"

@@ -8,14 +8,14 @@ points in ORIGINAL-image pixels, as floats, in the SPEC's point order. `nan` is 
 network that diverged); the crop rule falls back to the whole image for it. The level-1
 predict step writes it with `write_predictions`; `data_prep.level2` reads it.
 """
-from dataclasses import dataclass
 import os
 import tempfile
+from dataclasses import dataclass
 
 import numpy as np
 
-from landmarks.labels import NUM_POINTS
 from data_prep.dataset import unsafe_path
+from landmarks.conventions.labels import NUM_POINTS
 
 
 class PredictionsError(ValueError):

@@ -3,8 +3,8 @@ drawn back on, to check a build by eye (a wrong label convention shows at once).
 import cv2
 import numpy as np
 
-from landmarks.labels import as_points, denormalise
-from landmarks.images import frame_to_output
+from landmarks.conventions.images import frame_to_output
+from landmarks.conventions.labels import as_points, denormalise
 
 # One colour per point (BGR), in SPEC order: left eye, right eye, nose, mouth left, mouth right.
 POINT_COLOURS = ((0, 255, 0), (0, 255, 255), (255, 0, 255), (255, 128, 0), (0, 128, 255))

@@ -33,10 +33,11 @@ import sys
 import cv2
 import numpy as np
 
-from data_prep import augment, dataset as datasets
-from landmarks import images
-from landmarks.atomic import write_json, write_text
-from landmarks.progress import bar as progress_bar  # plain lines when not on a terminal
+from data_prep import augment, readers
+from data_prep import dataset as datasets
+from landmarks.common.atomic import write_json, write_text
+from landmarks.common.progress import bar as progress_bar  # plain lines when not on a terminal
+from landmarks.conventions import images
 
 STRESS = augment.AugmentConfig(copies=1, flip=0.5, rotate=60.0, scale=0.1, shift=0.05, zoom=1.8, rotate_any=0.0,
                                grey=0.3, colour=0.2, blur=0.2)
@@ -151,7 +152,7 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     try:
-        dataset = datasets.load(args.dataset, args.dataset_format, split=args.data_split, seed=args.seed)
+        dataset = readers.load(args.dataset, args.dataset_format, split=args.data_split, seed=args.seed)
         config = dataclasses.replace(STRESS, edge=1.0) if args.edge else STRESS
         count = write_stress_copy(dataset, args.split, args.out, args.seed + 1000, config, progress=not args.quiet,
                                   photo=args.photo, upscale=args.upscale)

@@ -11,7 +11,7 @@ training list with the seed (data_prep.lists).
 import os
 
 from data_prep import lists
-from landmarks.labels import NUM_POINTS
+from landmarks.conventions.labels import NUM_POINTS
 
 TRAIN_LIST = "trainImageList.txt"
 TEST_LIST = "testImageList.txt"

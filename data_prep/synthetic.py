@@ -38,11 +38,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from landmarks import checks
-from landmarks.progress import bar as progress_bar
 from data_prep import parallel
 from data_prep.face_model import FaceParams, draw_face, ellipse, face_box, face_points, scaled
-from landmarks.labels import NUM_POINTS, as_rows
+from landmarks.common import checks
+from landmarks.common.progress import bar as progress_bar
+from landmarks.conventions.labels import NUM_POINTS, as_rows
 
 VERSION = 1  # bump when a change alters the images or labels a seed produces
 IMAGE_DIR = Path("Img") / "img_celeba"
@@ -240,6 +240,20 @@ def render_sample(seed, index):
 
 
 # ---- the dataset on disk -----------------------------------------------------------------
+
+def write_samples(out_dir, count, seed=0):
+    """Writes `count` synthetic CelebA-like JPEGs to out_dir without the dataset's lists (a few
+    faces to time or try a model on); their paths."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for index in range(count):
+        sample = render_sample(seed, index)
+        path = out_dir / sample.name
+        path.write_bytes(sample.jpeg())
+        paths.append(str(path))
+    return paths
+
 
 def partition(count):
     """CelebA-style split of count images: 0 train, 1 val, 2 test, in contiguous runs."""

@@ -18,7 +18,7 @@ import shutil
 import h5py
 import numpy as np
 
-from landmarks.images import to_network
+from landmarks.conventions.images import to_network
 
 FORMATS = ("hdf5", "lmdb")
 FORMAT_CHOICES = ("hdf5", "lmdb", "both")

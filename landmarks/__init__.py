@@ -1,9 +1,15 @@
-"""Cascaded MobileNet-V2 facial landmarks in Caffe: nets, solvers, conventions and tools.
+"""Cascaded MobileNet-V2 facial landmarks in Caffe: the library, the lowest floor of the house
+(tools -> workflow -> data_prep -> landmarks). It never imports data_prep, workflow or tools.
 
-Each convention has one owner module: `labels` (point order and normalisation), `crop`
-(the level-2 crop rule), `metrics` (the error measure), `images` (decoding and the
-network-input preprocessing); `nets` and `solvers` generate the
-Caffe files; `caffe_runtime` finds and drives the Caffe build.
+Its packages by job, each importing only those listed before it:
+    common       atomic files, the run lock, progress, option checks, prototxt I/O, the Caffe build
+    conventions  labels, images, crop, metrics, draw: one owner per convention
+    nets         the MobileNet-V2 nets, schedules and solvers, and where the generated files go
+    train        the `caffe train` driver, snapshots, Caffe logs, loss curves, the step benchmark
+    runtime      model checks, the backends (our Caffe, OpenCV, ONNX Runtime, ncnn), the cascade
+    deploy       folding, ONNX, int8, ncnn exports and their checks
+    evaluate     the figures of a run and forward timing
+tests/test_layering.py keeps the floors.
 """
 import os
 

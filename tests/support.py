@@ -1,15 +1,25 @@
 """Helpers several test modules share (pytest puts tests/ on the import path): real Caffe nets
 built to output fixed points, and the coloured discs that stand for the five points in
 drawn test images."""
+import os
 from pathlib import Path
 
 import caffe
 import numpy as np
+import pytest
 from scipy import ndimage
 
-from landmarks.labels import as_rows
+from landmarks.conventions.labels import as_rows
 
 ROOT = Path(__file__).resolve().parent.parent
+# Real faces for the tests that need them: a copy of MTFL named by `make test MTFL=DIR` (the
+# LANDMARKS_MTFL_DIR environment variable). Nothing outside the repository is assumed: without
+# one, those tests skip and say why.
+MTFL_ENV = "LANDMARKS_MTFL_DIR"
+MTFL = Path(os.environ.get(MTFL_ENV) or "/nonexistent-mtfl-copy")
+needs_mtfl = pytest.mark.skipif(not (MTFL / "training.txt").is_file(),
+                                reason=f"no MTFL copy given (make test MTFL=DIR, or {MTFL_ENV}=DIR)" if not os.environ.get(MTFL_ENV)
+                                else f"{MTFL}: no training.txt there, so not an MTFL copy")
 DEPLOY = {1: ROOT / "prototxt" / "level1_deploy.prototxt", 2: ROOT / "prototxt" / "level2_deploy.prototxt"}
 # normalised outputs: level 1 in the whole image, level 2 in the crop (both face-like)
 LEVEL1_OUT = np.array([[-0.3, -0.3], [0.3, -0.3], [0.0, 0.05], [-0.25, 0.4], [0.25, 0.4]])

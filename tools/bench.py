@@ -1,4 +1,4 @@
-"""CPU training benchmark: stock Caffe against ours, side by side in one run (landmarks.train_bench).
+"""CPU training benchmark: stock Caffe against ours, side by side in one run (landmarks.train.bench).
 
     python tools/bench.py [--json FILE] [--repeats N]
 Prints the training-step times of the level-1 train net at batch 128 (stock layers against
@@ -11,7 +11,8 @@ import os
 
 os.environ.setdefault("GLOG_minloglevel", "2")  # before pycaffe loads: no glog chatter
 
-from landmarks import atomic, train_bench  # noqa: E402  (sets OMP_WAIT_POLICY before pycaffe loads)
+from landmarks.common import atomic  # noqa: E402  (sets OMP_WAIT_POLICY before pycaffe loads)
+from landmarks.train import bench as train_bench
 
 
 def parse_args(argv=None):

@@ -15,8 +15,8 @@ import tempfile
 from pathlib import Path
 
 from data_prep import benchmark
-from landmarks import checks
-from landmarks.atomic import write_json
+from landmarks.common import checks
+from landmarks.common.atomic import write_json
 
 
 def parse_args(argv=None):

@@ -8,7 +8,7 @@ conventions, on a dataset root of any layout or on a CelebA-format landmark file
   python tools/cascade_eval.py --run runs/main --dataset ROOT --predictions cascade.txt
   python tools/cascade_eval.py --export runs/demo/export --backend onnxruntime-int8 --dataset ROOT
 
---backend picks the runtime (landmarks.backends): caffe (default) or opencv on the Caffe
+--backend picks the runtime (landmarks.runtime.backends): caffe (default) or opencv on the Caffe
 files; with --export (a tools/export.py --run folder) also onnxruntime, onnxruntime-int8, ncnn.
 
 Prints each level's mean error and per-point errors over the image diagonal, the failure
@@ -25,18 +25,21 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
-from landmarks.progress import bar as progress_bar
 
 from data_prep import dataset as datasets
+from data_prep import readers
 from data_prep.celeba import read_landmarks
 from data_prep.dataset import DataError
 from data_prep.predictions import write_predictions
-from landmarks import backends, checks, runs
-from landmarks.images import ImageError
-from landmarks.atomic import write_json
-from landmarks.inference import ARTICLE, Cascade
-from landmarks.labels import POINT_NAMES
-from landmarks.metrics import image_errors, summarise
+from landmarks.common import checks
+from landmarks.common.atomic import write_json
+from landmarks.common.progress import bar as progress_bar
+from landmarks.conventions.images import ImageError
+from landmarks.conventions.labels import POINT_NAMES
+from landmarks.conventions.metrics import image_errors, summarise
+from landmarks.runtime import backends
+from landmarks.runtime.inference import ARTICLE, Cascade
+from workflow import runs
 
 DEFAULT_BATCH = 64  # images per forward; memory is tiny at 48x48, larger buys little on CPU
 SHOWN_PROBLEMS = 20  # skipped items named on screen before the rest are only counted
@@ -54,7 +57,7 @@ def parse_args(argv=None):
                         help="a dataset root: CelebA as distributed, MTFL (training.txt) or Sun et al.'s lists")
     source.add_argument("--landmarks", help="CelebA-format landmark file (header lines optional); with --images")
     parser.add_argument("--images", help="--landmarks: the folder holding the images it names")
-    parser.add_argument("--dataset-format", type=datasets.format_choice, default="auto",
+    parser.add_argument("--dataset-format", type=readers.format_choice, default="auto",
                         help="--dataset: celeba | mtfl | sun (default auto: detected from the files present)")
     parser.add_argument("--variant", choices=("wild", "align"), default="wild", help="--dataset, CelebA: images")
     parser.add_argument("--split", choices=datasets.SPLIT_CHOICES, default="official",
@@ -173,7 +176,7 @@ def read_rows(args):
             raise DataError(f"{args.images}: no such image folder")
         return ([(name, str(Path(args.images) / name), points, None) for name, points, _ in rows], problems,
                 {"landmarks": str(args.landmarks), "header_count": header_count, "image_dir": str(args.images)})
-    data = datasets.load(args.dataset, args.dataset_format, args.variant, args.split, seed=args.seed)
+    data = readers.load(args.dataset, args.dataset_format, args.variant, args.split, seed=args.seed)
     entries = data.entries if args.subset == "all" else data.split(args.subset)
     if not entries:
         raise DataError(f"{args.dataset}: no {args.subset} images")

@@ -15,12 +15,14 @@ from pathlib import Path
 import cv2
 
 from data_prep.celeba import DataError, read_landmarks
-from landmarks.images import ImageError, read_bgr
-from landmarks import backends, checks, runs
-from landmarks.draw import annotate
-from landmarks.inference import Cascade
-from landmarks.labels import POINT_NAMES
-from landmarks.metrics import image_errors
+from landmarks.common import checks
+from landmarks.conventions.draw import annotate
+from landmarks.conventions.images import ImageError, read_bgr
+from landmarks.conventions.labels import POINT_NAMES
+from landmarks.conventions.metrics import image_errors
+from landmarks.runtime import backends
+from landmarks.runtime.inference import Cascade
+from workflow import runs
 
 DEFAULT_OUT = "cascade_demo"  # without --run; with it, RUN/demo
 JPEG_QUALITY = 95  # high enough that the drawn colours survive chroma subsampling
@@ -34,7 +36,7 @@ def parse_args(argv=None):
     parser.add_argument("--out", help=f"output folder (default RUN/demo with --run, else {DEFAULT_OUT})")
     parser.add_argument("--output-blob", help="the nets' output blob (default fc2, else the last output)")
     parser.add_argument("--backend", default="caffe", choices=("caffe", "opencv"),
-                        help="runtime for the Caffe files (landmarks.backends; default caffe)")
+                        help="runtime for the Caffe files (landmarks.runtime.backends; default caffe)")
     args = parser.parse_args(argv)
     runs.check_model_arguments(parser, args)
     return args

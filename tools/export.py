@@ -3,12 +3,12 @@ layers as stock grouped Convolution (stock Caffe and OpenCV dnn load the result)
 int8 ONNX (static, calibrated on real images) and ncnn (through pnnx, fp32); each is checked
 against the original net in our Caffe on real images.
 
-  python tools/export.py DEPLOY WEIGHTS --out DIR      # one net (ours or the released models)
-  python tools/export.py --run runs/demo               # both levels: runs/demo/export/, the whole
+  python tools/export.py DEPLOY WEIGHTS --out DIR --dataset ROOT   # one net (ours or the released models)
+  python tools/export.py --run runs/demo --dataset ROOT            # both levels: runs/demo/export/, the whole
                                                        # cascade checked, int8 error change, README
 
-Images come from a dataset root in any layout data prep reads (`--dataset ROOT`; default
-../shared/data/mtfl beside the repository, whose known label errors are fixed on the way,
+Images come from a dataset root of real faces in any layout data prep reads (`--dataset ROOT`,
+required: MTFL, Sun et al.'s lists or CelebA; known label errors are fixed on the way,
 data_prep/errata.py): its val split (the split a run with the same --seed kept apart) checks
 agreement and accuracy, the first --calibration images of its train split calibrate int8.
 The float formats must agree within 1e-4 of the normalised output; the command exits 1 when
@@ -18,14 +18,13 @@ import argparse
 import sys
 from pathlib import Path
 
-from data_prep import dataset as datasets
+from data_prep import readers
 from data_prep.dataset import DataError
-from landmarks.backends import caffe_input_size
-from landmarks.export import export_net, format_record
-from landmarks.fold import ModelError
-from landmarks.images import ImageError, read_level1
+from landmarks.common.protoio import ModelError
+from landmarks.conventions.images import ImageError, read_level1
+from landmarks.deploy.export import export_net, format_record
+from landmarks.runtime.backends import caffe_input_size
 
-DEFAULT_IMAGES = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "mtfl"
 DEFAULT_CALIBRATION = 256  # more moves the int8 ranges little; each costs one decode
 DEFAULT_VALIDATION = 1000  # MTFL's whole 10% validation split
 
@@ -36,9 +35,9 @@ def parse_args(argv=None):
     parser.add_argument("weights", nargs="?", help="its caffemodel")
     parser.add_argument("--out", help="output folder for one net")
     parser.add_argument("--run", help="a run folder: export both levels into RUN/export/")
-    parser.add_argument("--dataset", "--images", "--celeba", dest="dataset", default=str(DEFAULT_IMAGES), metavar="ROOT",
-                        help=f"real faces, any layout: val checks, train calibrates (default {DEFAULT_IMAGES})")
-    parser.add_argument("--dataset-format", type=datasets.format_choice, default="auto",
+    parser.add_argument("--dataset", "--images", "--celeba", dest="dataset", metavar="ROOT",
+                        help="real faces, any layout (required): val checks, train calibrates")
+    parser.add_argument("--dataset-format", type=readers.format_choice, default="auto",
                         help="the layout of ROOT (default: detected from the files present)")
     parser.add_argument("--seed", type=int, default=1, help="the seed of carved splits (default 1, as the workflow's)")
     parser.add_argument("--calibration", type=int, default=DEFAULT_CALIBRATION,
@@ -50,6 +49,9 @@ def parse_args(argv=None):
         parser.error("give either DEPLOY WEIGHTS --out DIR, or --run RUN")
     if not args.run and not (args.deploy and args.weights and args.out):
         parser.error("DEPLOY, WEIGHTS and --out are required (or --run RUN)")
+    if not args.dataset:
+        parser.exit(2, "export: error: name the real faces to check and calibrate on: --dataset ROOT "
+                    "(e.g. your copy of MTFL; make export DATA=ROOT)\n")
     if args.calibration < 1 or args.validation < 1:
         parser.error("--calibration and --validation must be at least 1")
     return args
@@ -57,7 +59,7 @@ def parse_args(argv=None):
 
 def _samples(args):
     """(validation, calibration) lists of (image path, (5, 2) true points)."""
-    data = datasets.load(args.dataset, args.dataset_format, seed=args.seed)
+    data = readers.load(args.dataset, args.dataset_format, seed=args.seed)
     pick = lambda name, count: [(data.image_path(e.name), e.points) for e in data.split(name)][:count]
     validation, calibration = pick("val", args.validation), pick("train", args.calibration)
     if not validation or not calibration:
@@ -70,9 +72,10 @@ def main(argv=None):
     try:
         validation, calibration = _samples(args)
         if args.run:
-            from landmarks.export_run import export_run
+            from landmarks.deploy.export_run import export_run
+            from workflow.runs import run_models
 
-            record = export_run(args.run, validation, calibration)
+            record = export_run(run_models(args.run), validation, calibration, Path(args.run) / "export", run=args.run)
             agrees = all(net["agrees"] for net in record["levels"].values())
             print(f"wrote {Path(args.run) / 'export'}")
         else:

@@ -1,6 +1,6 @@
 """Forward latency of level 1, level 2 and the whole cascade (JPEG on disk to final points),
 at batch 1 and a large batch, median and p90 after warm-up, in every inference backend
-(landmarks.backends): our Caffe on the original and on the folded model (and on GPU when the
+(landmarks.runtime.backends): our Caffe on the original and on the folded model (and on GPU when the
 build and the machine have one), OpenCV's dnn, ONNX Runtime (float and int8) and ncnn on the
 exported files; one table with the model sizes.
 
@@ -16,15 +16,21 @@ caffemodels), `backend_sizes` ({backend: {level: bytes}}) and `skipped` ({backen
 """
 import argparse
 import sys
+import tempfile
 from pathlib import Path
 
-from landmarks.images import ImageError
-from landmarks import checks, runs, timing
-from landmarks.atomic import write_json
-from landmarks.inference import check_caffe_model
-from landmarks.progress import bar as progress_bar  # plain lines when not on a terminal
+from data_prep import synthetic
+from landmarks.common import checks
+from landmarks.common.atomic import write_json
+from landmarks.common.progress import bar as progress_bar  # plain lines when not on a terminal
+from landmarks.conventions.images import ImageError
+from landmarks.evaluate import timing
+from landmarks.runtime.model_check import check_caffe_model
+from workflow import runs
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg")
+SYNTHETIC_IMAGES = 8  # without --images: enough variety of image sizes for the cascade rows
+SYNTHETIC_SOURCE = "synthetic (data_prep.synthetic)"
 DEFAULT_MAX_IMAGES = 64  # one large batch of distinct images; more only lengthens the set-up
 
 
@@ -72,8 +78,8 @@ def _caffe_layers(level1, export_dir):
     folder when it matches, else folded into a temporary folder."""
     import tempfile
 
-    from landmarks.export import FOLDED, OURS
-    from landmarks.fold import fold_model
+    from landmarks.deploy.export import FOLDED, OURS
+    from landmarks.deploy.fold import fold_model
 
     if timing._matching_export(export_dir, "level1", level1):
         folder = Path(export_dir) / "level1"
@@ -102,15 +108,17 @@ def main(argv=None):
         print(f"forward_timing: error: {exc}", file=sys.stderr)
         return 2
     export_dir = args.export or (str(Path(args.run) / "export") if args.run else None)
-    images = _images(args.images, args.max_images) if args.images else None
+    images, source = (_images(args.images, args.max_images), "given") if args.images else (None, SYNTHETIC_SOURCE)
     backends = args.backends or timing.default_backends()
     per_backend = (2 if level2 else 1) + 1
     bar = progress_bar(total=len(backends) * len({args.batch, args.large_batch}) * per_backend, desc="timing", unit="row", file=sys.stderr)
     try:
-        result = timing.time_models(level1, level2, images, repeats=args.repeats, warmup=args.warmup,
-                                    batch=args.batch, large_batch=args.large_batch, backends=backends,
-                                    progress=lambda row: bar.update(1), export_dir=export_dir,
-                                    recipe=runs.chosen_recipe(args))
+        with tempfile.TemporaryDirectory() as tmp:
+            images = images or synthetic.write_samples(Path(tmp) / "images", SYNTHETIC_IMAGES)
+            result = timing.time_models(level1, level2, images, repeats=args.repeats, warmup=args.warmup,
+                                        batch=args.batch, large_batch=args.large_batch, backends=backends,
+                                        progress=lambda row: bar.update(1), export_dir=export_dir,
+                                        recipe=runs.chosen_recipe(args), image_source=source)
     except (FileNotFoundError, ValueError, ImageError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -1,4 +1,4 @@
-"""Writes the GPU kit (landmarks.gpu_kit): the CUDA build, nets, data and one script, for a
+"""Writes the GPU kit (workflow.gpu_kit): the CUDA build, nets, data and one script, for a
 bare machine with an NVIDIA GPU.
 
     python tools/gpu_kit.py [--out gpu-kit]      # then, there: bash gpu-kit/run.sh --out DIR
@@ -7,7 +7,7 @@ Needs the CUDA build first (`make cuda-build`; `make gpu-kit` does both).
 import argparse
 import sys
 
-from landmarks.gpu_kit import DEFAULT_OUT, KitError, build_kit
+from workflow.gpu_kit import DEFAULT_OUT, KitError, build_kit
 
 
 def parse_args(argv=None):

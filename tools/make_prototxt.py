@@ -6,8 +6,9 @@
 import argparse
 import sys
 
-from landmarks import nets, solvers
-from landmarks.generate import write_canonical, write_level_files
+from landmarks.nets import mobilenet as nets
+from landmarks.nets import solvers
+from landmarks.nets.generate import write_canonical, write_level_files
 
 
 def parse_args(argv=None):

@@ -13,10 +13,10 @@ import re
 import sys
 from pathlib import Path
 
-from landmarks import checks
-from landmarks.caffe_log import NotACaffeLog, parse_log, write_csv
-from landmarks.loss_curves import loss_figure, nonfinite_notes, summarize
-from landmarks.plots import save_figure
+from landmarks.common import checks
+from landmarks.evaluate.plots import save_figure
+from landmarks.train.caffe_log import NotACaffeLog, parse_log, write_csv
+from landmarks.train.loss_curves import loss_figure, nonfinite_notes, summarize
 
 
 def parse_args(argv=None):

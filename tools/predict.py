@@ -13,8 +13,10 @@ the exit status is then 1.
 import argparse
 import sys
 
-from landmarks import predict, runs
-from landmarks.inference import Cascade, DeployNet
+from landmarks.runtime import predict
+from landmarks.runtime.backends import CaffeNet
+from landmarks.runtime.inference import Cascade
+from workflow import runs
 
 
 def parse_args(argv=None):
@@ -43,8 +45,8 @@ def main(argv=None):
         return 2
     level1, level2 = runs.chosen_models(args)
     try:
-        cascade = Cascade(DeployNet(*level1, output=args.output_blob),
-                          DeployNet(*level2, output=args.output_blob) if level2 else None,
+        cascade = Cascade(CaffeNet(*level1, output=args.output_blob),
+                          CaffeNet(*level2, output=args.output_blob) if level2 else None,
                           runs.chosen_recipe(args))
     except FileNotFoundError as exc:
         print(f"predict: error: {exc}", file=sys.stderr)

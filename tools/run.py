@@ -9,18 +9,21 @@ report. Outputs go to runs/<--run>/; `make level1` etc. call this.
 import argparse
 import sys
 
-from data_prep.dataset import format_choice
-from landmarks import checks, workflow
-from landmarks.lock import RunFolderBusy, run_folder_lock
-from landmarks.nets import DEPTHWISE_CHOICES, LOSS_CHOICES
-from landmarks.solvers import SCHEDULES
-from landmarks.train import TrainingError
+from data_prep.readers import format_choice
+from landmarks.common import checks
+from landmarks.common.lock import RunFolderBusy, run_folder_lock
+from landmarks.nets.mobilenet import DEPTHWISE_CHOICES, LOSS_CHOICES
+from landmarks.nets.solvers import SCHEDULES
+from landmarks.train.driver import TrainingError
+from workflow import stages
+from workflow.data import prepare_level1_data
+from workflow.settings import Settings, WorkflowError, run_dir
 
 STAGES = ("level1", "crops", "level2", "demo", "data", "report")
 
 
 def parse_args(argv=None):
-    d = workflow.Settings()
+    d = Settings()
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("stage", choices=STAGES)
     p.add_argument("--run", default=None, help="run name: outputs in runs/<run>/ (default: 'default'; 'demo' for demo)")
@@ -64,7 +67,7 @@ def main(argv=None):
     args = parse_args(argv)
     run = args.run or ("demo" if args.stage == "demo" else "default")
     schedule = "demo" if args.stage == "demo" and args.schedule == "auto" else args.schedule
-    settings = workflow.Settings(run=run, dataset=args.dataset, dataset_format=args.dataset_format,
+    settings = Settings(run=run, dataset=args.dataset, dataset_format=args.dataset_format,
                                  variant=args.variant, split=args.split,
                                  synthetic_count=args.count, seed=args.seed, schedule=schedule, gpu=args.gpu,
                                  depthwise=args.depthwise, format=args.format, thresh=args.thresh,
@@ -75,19 +78,19 @@ def main(argv=None):
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         return 2
-    if args.stage == "report" and not (workflow.run_dir(settings) / "settings.json").exists():
-        print(f"error: {workflow.run_dir(settings)} holds no run (no settings.json): check RUN", file=sys.stderr)
+    if args.stage == "report" and not (run_dir(settings) / "settings.json").exists():
+        print(f"error: {run_dir(settings)} holds no run (no settings.json): check RUN", file=sys.stderr)
         return 2
     try:
         if args.stage != "report":
             settings.resolved()  # options are checked before anything is made or locked
-    except workflow.WorkflowError as err:
+    except WorkflowError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     try:
         if args.stage == "data":  # shared data, no run folder: data prep's own build is atomic
             return _run_stage(args, settings)
-        with run_folder_lock(workflow.run_dir(settings)):
+        with run_folder_lock(run_dir(settings)):
             return _run_stage(args, settings)
     except RunFolderBusy as err:
         print(f"error: {err}", file=sys.stderr)
@@ -95,7 +98,7 @@ def main(argv=None):
     except OSError as err:
         if not checks.is_disk_error(err):
             raise
-        where = err.filename or f"{workflow.run_dir(settings)} or {settings.data_root}"
+        where = err.filename or f"{run_dir(settings)} or {settings.data_root}"
         print(f"error: {checks.disk_message(err, where)}", file=sys.stderr)
         return 2
 
@@ -103,15 +106,15 @@ def main(argv=None):
 def _run_stage(args, settings):
     try:
         if args.stage == "data":
-            root, data_dir = workflow.prepare_level1_data(settings.resolved())
+            root, data_dir = prepare_level1_data(settings.resolved())
             print(f"level-1 data: {data_dir}")
         elif args.stage == "report":
-            from landmarks.report import write_report
+            from workflow.report import write_report
 
-            print(write_report(workflow.run_dir(settings)))
+            print(write_report(run_dir(settings)))
         else:
-            getattr(workflow, args.stage)(settings)
-    except (workflow.WorkflowError, TrainingError) as err:
+            getattr(stages, args.stage)(settings)
+    except (WorkflowError, TrainingError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as stop:

@@ -5,7 +5,7 @@
 Writes level1_deploy.prototxt, level1.caffemodel, level2_deploy.prototxt, level2.caffemodel
 (each level's final weights, as its train.json names them) and shipped.json: where each file
 came from, its SHA-256, the run's settings.json and the cascade recipe its schedule trained for
-(landmarks.inference.RECIPES, what the tools then run them with), so that a shipped model
+(landmarks.runtime.inference.RECIPES, what the tools then run them with), so that a shipped model
 always says which run and recipe made it. Files are written under temporary names, then renamed.
 """
 import argparse
@@ -14,9 +14,9 @@ import shutil
 import sys
 from pathlib import Path
 
-from landmarks import runs
-from landmarks.atomic import write_json
-from landmarks.provenance import fingerprint
+from landmarks.common.atomic import write_json
+from workflow import runs
+from workflow.provenance import fingerprint
 
 
 def ship(run_dir, out):
@@ -37,7 +37,7 @@ def ship(run_dir, out):
                                      "bytes": target.stat().st_size}
     settings = Path(run_dir) / "settings.json"
     record["settings"] = json.loads(settings.read_text()) if settings.exists() else None
-    # the recipe the tools run these models with (landmarks.runs.recipe_name reads it back)
+    # the recipe the tools run these models with (workflow.runs.recipe_name reads it back)
     record["recipe"] = runs.recipe_name(argparse.Namespace(run=str(run_dir), recipe="auto", l1=None))
     write_json(out / "shipped.json", record)
     return record

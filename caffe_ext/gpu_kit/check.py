@@ -71,7 +71,7 @@ def step_depthwise(out, gpu):
 
 
 def step_time(out, gpu, iterations):
-    from landmarks.caffe_log import parse_time
+    from landmarks.train.caffe_log import parse_time
 
     device = ["-gpu", "0"] if gpu else []
     results = {}
@@ -87,7 +87,7 @@ def step_time(out, gpu, iterations):
 
 
 def step_train(out, gpu):
-    from landmarks.caffe_log import parse_log
+    from landmarks.train.caffe_log import parse_log
 
     runs = {}
     for label, solver, device in (("gpu0", "solver_gpu.prototxt", ["-gpu", "0"]),
@@ -112,7 +112,7 @@ def step_train(out, gpu):
 
 
 class ShimNet:
-    """One deploy net through libcascade_net.so: the interface landmarks.inference.Cascade uses."""
+    """One deploy net through libcascade_net.so: the interface landmarks.runtime.inference.Cascade uses."""
 
     def __init__(self, lib, deploy, weights, device):
         self.lib = lib
@@ -121,7 +121,8 @@ class ShimNet:
 
     def forward(self, batch):
         import numpy as np
-        from landmarks.labels import as_points
+
+        from landmarks.conventions.labels import as_points
 
         batch = np.ascontiguousarray(batch, dtype=np.float32)
         out = np.empty(batch.shape[0] * 64, dtype=np.float32)
@@ -144,7 +145,7 @@ def load_shim():
 
 
 def step_cascade(out, gpu, repeats, weights):
-    from landmarks.inference import Cascade
+    from landmarks.runtime.inference import Cascade
 
     lib = load_shim()
     device = 0 if gpu else -1
@@ -162,7 +163,7 @@ def step_cascade(out, gpu, repeats, weights):
         start = time.perf_counter()
         result = cascade.run(path)
         times.append((time.perf_counter() - start) * 1000)
-    from landmarks.images import read_level1
+    from landmarks.conventions.images import read_level1
 
     batch = read_level1(images[0], level1.size)[0][None]
     for _ in range(repeats):

@@ -17,14 +17,14 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+import caffe
 import h5py
 import numpy as np
 from caffe import layers as L
-import caffe
 from caffe.proto import caffe_pb2
 
-from landmarks import caffe_runtime
-from landmarks.protoio import write_prototxt
+from landmarks.common import caffe_runtime
+from landmarks.common.protoio import write_prototxt
 
 HERE = Path(__file__).resolve().parent
 MAX_ITER = 30
