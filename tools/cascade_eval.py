@@ -7,6 +7,7 @@ conventions, on a dataset root of any layout or on a CelebA-format landmark file
       --landmarks list_landmarks_celeba.txt --images img_celeba/ [--json OUT] [--backend opencv]
   python tools/cascade_eval.py --run runs/main --dataset ROOT --predictions cascade.txt
   python tools/cascade_eval.py --export runs/demo/export --backend onnxruntime-int8 --dataset ROOT
+  python tools/cascade_eval.py --dataset ROOT --subset val --baseline mtcnn   # MTCNN beside ours
 
 --backend picks the runtime (landmarks.runtime.backends): caffe (default) or opencv on the Caffe
 files; with --export (a tools/export.py --run folder) also onnxruntime, onnxruntime-int8, ncnn.
@@ -14,7 +15,9 @@ files; with --export (a tools/export.py --run folder) also onnxruntime, onnxrunt
 Prints each level's mean error and per-point errors over the image diagonal, the failure
 rates and CED area, side by side with the mean error over the inter-ocular distance (and its
 failure rate at 10%) and, where the dataset gives face boxes (Sun et al.'s lists), over the
-box width. --predictions writes one line per scored image, `name x1 y1 ... x5 y5` in
+box width. --baseline mtcnn adds MTCNN's points (models/mtcnn/: v1's O-Net and v2's L-Net,
+from its own detection and, where the dataset gives boxes, from the given box) on the same
+images, in the same normalisations, with how many faces its detection missed. --predictions writes one line per scored image, `name x1 y1 ... x5 y5` in
 original-image pixels (level 2 when given, else level 1); --level1-predictions the same for
 level 1. Images that are missing or cannot be decoded are skipped, named on screen and
 counted in the JSON; list lines with unsafe names or bad fields are refused the same way.
@@ -37,8 +40,11 @@ from landmarks.common.progress import bar as progress_bar
 from landmarks.conventions.images import ImageError
 from landmarks.conventions.labels import POINT_NAMES
 from landmarks.conventions.metrics import image_errors, summarise
+from landmarks.evaluate import baseline
 from landmarks.runtime import backends
+from landmarks.runtime import starts as starts_
 from landmarks.runtime.inference import ARTICLE, Cascade
+from landmarks.runtime.mtcnn import MTCNN
 from workflow import runs
 
 DEFAULT_BATCH = 64  # images per forward; memory is tiny at 48x48, larger buys little on CPU
@@ -65,6 +71,12 @@ def parse_args(argv=None):
     parser.add_argument("--seed", type=int, default=1, help="--dataset: the seed of carved splits (default 1, "
                         "the workflow's)")
     parser.add_argument("--subset", choices=SUBSETS, default="all", help="--dataset: which split to score (default all)")
+    parser.add_argument("--boxes", choices=starts_.BOX_SOURCES, default="auto",
+                        help="where the cascade starts: none (the whole image, the article's), dataset (its face "
+                        "boxes), mtcnn (the largest face MTCNN finds); auto (default): the dataset's boxes where it "
+                        f"gives them, else {starts_.AUTO_WITHOUT_BOXES}")
+    parser.add_argument("--baseline", choices=("none", "mtcnn"), default="none",
+                        help="also score MTCNN on the same images (default none)")
     parser.add_argument("--json", help="write the figures here")
     parser.add_argument("--predictions", metavar="FILE",
                         help="write `name x1 y1 ... x5 y5` per scored image, original pixels (level 2 when given)")
@@ -85,31 +97,33 @@ def parse_args(argv=None):
     return args
 
 
-def _both_levels(cascade, paths):
-    first, sizes = cascade.level1_batch(paths)
+def _both_levels(cascade, paths, starts=None):
+    first, sizes = cascade.level1_batch(paths, starts)
     if cascade.level2 is None:
         return [(p1, None, size, None) for p1, size in zip(first, sizes)]
     second, boxes = cascade.level2_batch(paths, first, sizes)
     return list(zip(first, second, sizes, boxes))
 
 
-def predict(cascade, rows, batch_size=DEFAULT_BATCH, progress=True, echo=print):
-    """Runs the cascade over [(name, path, truth, face box or None)] rows; returns (results,
+def predict(cascade, rows, batch_size=DEFAULT_BATCH, progress=True, echo=print, starts=None):
+    """Runs the cascade over [(name, path, truth, face box or None)] rows, each started where
+    `starts` says (landmarks.runtime.starts; None: the whole image); returns (results,
     skipped) where a result is (name, truth, level1 px, level2 px or None, (w, h), crop box or
     None, face box or None) and a skip is {name, kind, detail}. A batch with an unreadable
     image is redone image by image, so that one bad file costs only itself."""
     results, skipped = [], []
     bar = progress_bar(total=len(rows), desc="cascade", unit="img", file=sys.stderr, disable=not progress)
+    starts = starts or [None] * len(rows)
     for start in range(0, len(rows), batch_size):
-        chunk = rows[start:start + batch_size]
+        chunk, chunk_starts = rows[start:start + batch_size], starts[start:start + batch_size]
         paths = [path for _, path, _, _ in chunk]
         try:
-            outputs = _both_levels(cascade, paths)
+            outputs = _both_levels(cascade, paths, chunk_starts)
         except ImageError:
             outputs = []
-            for name, path, _, _ in chunk:
+            for (name, path, _, _), first_look in zip(chunk, chunk_starts):
                 try:
-                    outputs += _both_levels(cascade, [path])
+                    outputs += _both_levels(cascade, [path], [first_look])
                 except ImageError as exc:
                     outputs.append(None)
                     skipped.append({"name": name, "kind": exc.kind, "detail": exc.detail})
@@ -120,12 +134,17 @@ def predict(cascade, rows, batch_size=DEFAULT_BATCH, progress=True, echo=print):
     return results, skipped
 
 
+def figures_boxes(results):
+    """(N, 4) face boxes of the scored images when the dataset gives every one, else None."""
+    return np.array([r[6] for r in results], dtype=np.float64) if all(r[6] is not None for r in results) else None
+
+
 def score(results):
     """The JSON figures of both levels over the same images."""
     truth = np.stack([r[1] for r in results])
     widths = np.array([r[4][0] for r in results], dtype=np.float64)
     heights = np.array([r[4][1] for r in results], dtype=np.float64)
-    boxes = np.array([r[6] for r in results], dtype=np.float64) if all(r[6] is not None for r in results) else None
+    boxes = figures_boxes(results)
     first = np.stack([r[2] for r in results])
     out = {"level1": summarise(first, truth, widths, heights, boxes), "level2": None}
     if results[0][3] is not None:
@@ -141,20 +160,58 @@ def _pct(value):
     return f"{100 * value:6.2f}%" if value is not None and value == value else f"{'-':>7}"
 
 
+def baseline_figures(results, paths, boxes, backend, progress=True):
+    """{key: {"label", "missed", "ours_same_images", **summarise}} of MTCNN on the scored images."""
+    truth = np.stack([r[1] for r in results])
+    widths = np.array([r[4][0] for r in results], dtype=np.float64)
+    heights = np.array([r[4][1] for r in results], dtype=np.float64)
+    ours = np.stack([r[3] if r[3] is not None else r[2] for r in results])
+    bar = progress_bar(total=len(results), desc="mtcnn", unit="img", file=sys.stderr, disable=not progress)
+    rows = baseline.mtcnn_rows(paths, truth, boxes, backend=backend if backend in ("caffe", "opencv") else "caffe",
+                               progress=lambda: bar.update(1))
+    bar.close()
+    out = {}
+    for row in rows:
+        found = row.found
+        if not found.any():
+            out[row.key] = {"label": row.label, "missed": int(len(found)), "images": 0}
+            continue
+        pick = lambda a: a[found] if a is not None else None  # noqa: E731
+        out[row.key] = {"label": row.label, "missed": int((~found).sum()),
+                        **summarise(row.points[found], truth[found], widths[found], heights[found], pick(boxes)),
+                        "ours_same_images": summarise(ours[found], truth[found], widths[found], heights[found],
+                                                      pick(boxes))["interocular"]["mean_error"]}
+    return out
+
+
+def _table_line(label, m):
+    names = " ".join(f"{_pct(v):>11}" for v in m["per_point"])
+    iod, box = m["interocular"], m.get("box") or {}
+    return (f"{label:<34} {m['images']:>6} {_pct(m['mean_error'])} {_pct(m['median_error'])} {names} "
+            f"{_pct(m['failure_rate']['0.05'])} {_pct(m['failure_rate']['0.10'])} "
+            f"{m['ced_auc_0.10']:>7.3f} {_pct(iod['mean_error'])} {_pct(iod['failure_rate_0.10'])} "
+            f"{_pct(box.get('mean_error'))} {_pct(box.get('failure_rate_0.10'))}")
+
+
 def format_table(figures):
     names = " ".join(f"{n:>11}" for n in POINT_NAMES)
-    lines = [f"{'model':<18} {'images':>6} {'mean':>7} {'median':>7} {names} {'>5%':>7} {'>10%':>7} {'CED AUC':>7} "
+    lines = [f"{'model':<34} {'images':>6} {'mean':>7} {'median':>7} {names} {'>5%':>7} {'>10%':>7} {'CED AUC':>7} "
              f"{'IOD':>7} {'IOD>10%':>7} {'box':>7} {'box>10%':>7}"]
     for key, label in (("level1", "level 1"), ("level2", "cascade (level 2)")):
         m = figures.get(key)
         if not m:
             continue
-        points = " ".join(f"{_pct(v):>11}" for v in m["per_point"])
-        iod, box = m["interocular"], m.get("box") or {}
-        lines.append(f"{label:<18} {m['images']:>6} {_pct(m['mean_error'])} {_pct(m['median_error'])} {points} "
-                     f"{_pct(m['failure_rate']['0.05'])} {_pct(m['failure_rate']['0.10'])} "
-                     f"{m['ced_auc_0.10']:>7.3f} {_pct(iod['mean_error'])} {_pct(iod['failure_rate_0.10'])} "
-                     f"{_pct(box.get('mean_error'))} {_pct(box.get('failure_rate_0.10'))}")
+        lines.append(_table_line(label, m))
+    notes = []
+    for m in (figures.get("baselines") or {}).values():
+        if not m["images"]:
+            lines.append(f"{m['label']:<34} {0:>6}  (found none of the faces)")
+            continue
+        lines.append(_table_line(m["label"], m))
+        if m["missed"]:
+            notes.append(f"{m['label']}: missed {m['missed']} face(s), left out of its row; ours on the same "
+                         f"{m['images']} images: IOD {_pct(m['ours_same_images']).strip()}")
+    lines += notes
     lines.append("Errors: mean point distance over the image diagonal (mean, median, per point, >5%, >10%, CED); "
                  "IOD: over the true inter-ocular distance (images with both eyes on one pixel left out); "
                  "box: over the face box's width (only where the dataset gives boxes).")
@@ -216,7 +273,23 @@ def main(argv=None):
     # an export folder says nothing of the schedule: the article's recipe unless --recipe names one
     recipe = ARTICLE if args.export and args.recipe == "auto" else runs.chosen_recipe(args)
     print(f"recipe: {recipe.describe()}")
-    results, skipped = predict(Cascade(level1, level2, recipe), rows, args.batch, not args.quiet)
+    try:
+        source = starts_.resolve(args.boxes, all(box is not None for _, _, _, box in rows))
+        detector = MTCNN(backend=args.backend if args.backend in ("caffe", "opencv") else "caffe",
+                         points="onet") if source == "mtcnn" else None
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"cascade_eval: error: {exc}", file=sys.stderr)
+        return 2
+    bar = progress_bar(total=len(rows), desc="face boxes", unit="img", file=sys.stderr,
+                       disable=args.quiet or source in ("none", "dataset"))
+    starts = starts_.start_boxes(source, [path for _, path, _, _ in rows],
+                                 [box for _, _, _, box in rows] if source == "dataset" else None, detector,
+                                 progress=lambda: bar.update(1))
+    bar.close()
+    print(f"start: {'the whole image' if source == 'none' else f'{source} face boxes'}"
+          + (f" ({starts.count(None)} image(s) without one: the whole image)" if source != "none" and None in starts
+             else ""))
+    results, skipped = predict(Cascade(level1, level2, recipe), rows, args.batch, not args.quiet, starts=starts)
     if skipped:
         print(f"{len(skipped)} image(s) skipped: " + ", ".join(f"{k} {v}" for k, v in Counter(s["kind"] for s in skipped).items()))
     if not results:
@@ -232,7 +305,12 @@ def main(argv=None):
                    "level2": [str(p) for p in level2_files] if level2_files else None,
                    "export": args.export, "backend": args.backend},
         "recipe": recipe.as_dict(),
+        "start": {"boxes": source, "whole_image": int(starts.count(None))},
     })
+    if args.baseline == "mtcnn":
+        path_of = {name: path for name, path, _, _ in rows}
+        figures["baselines"] = baseline_figures(results, [path_of[r[0]] for r in results], figures_boxes(results),
+                                                args.backend, not args.quiet)
     print(format_table(figures))
     if figures["level2"]:
         print(f"level 2 improves {100 * figures['level2_better_fraction']:.1f}% of the images")

@@ -44,3 +44,25 @@ def read_net(deploy):
     if net.layers:
         raise ModelError(f"{deploy}: V1 'layers' format; upgrade it with Caffe's upgrade_net_proto_text first")
     return net
+
+
+def with_input_layers(net):
+    """The net with its old-style inputs (`input:` with `input_dim` or `input_shape`, as MTCNN's
+    prototxts declare them) as Input layers, which Caffe loads without its upgrade warning."""
+    from caffe.proto import caffe_pb2
+
+    if not net.input:
+        return net
+    upgraded = caffe_pb2.NetParameter()
+    upgraded.CopyFrom(net)
+    del upgraded.input[:], upgraded.input_dim[:], upgraded.input_shape[:]
+    del upgraded.layer[:]
+    for index, name in enumerate(net.input):
+        layer = upgraded.layer.add(name=name, type="Input", top=[name])
+        shape = layer.input_param.shape.add()
+        if net.input_shape:
+            shape.CopyFrom(net.input_shape[index])
+        else:
+            shape.dim.extend(net.input_dim[4 * index:4 * index + 4])
+    upgraded.layer.extend(net.layer)
+    return upgraded

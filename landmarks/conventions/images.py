@@ -334,16 +334,23 @@ def _box_tuple(box):
     return tuple(box)
 
 
+def in_memory(image):
+    """A BGR image array already decoded (a video frame, a photo read once for all its faces) as
+    a source that read_level1 / read_level2 take in place of a path."""
+    return image if isinstance(image, Decoded) else _as_decoded(np.ascontiguousarray(image))
+
+
 def read_level1(path, size=DEFAULT_SIZE):
     """Decode (reduced as far as level 1 allows) and preprocess: float32 (3, S, S), and the
-    original (w, h)."""
-    decoded = read_bgr(path, min_side=size)
+    original (w, h). `path` may also be an `in_memory` image."""
+    decoded = path if isinstance(path, Decoded) else read_bgr(path, min_side=size)
     return level1_input(decoded, size), decoded.size
 
 
 def read_level2(path, box, size=DEFAULT_SIZE):
     """Decode (reduced as far as this crop allows) and preprocess: float32 (3, S, S), and the
-    original (w, h). The reduction depends on the crop's size, not the image's."""
+    original (w, h). The reduction depends on the crop's size, not the image's. `path` may also
+    be an `in_memory` image."""
     x0, y0, x1, y1 = _box_tuple(box)
-    decoded = read_bgr(path, min_side=size, region=(x1 - x0, y1 - y0))
+    decoded = path if isinstance(path, Decoded) else read_bgr(path, min_side=size, region=(x1 - x0, y1 - y0))
     return level2_input(decoded, box, size), decoded.size

@@ -13,7 +13,9 @@ landmarks.runtime.inference.Cascade asks of it.
 | `onnxruntime` | .onnx (float or int8) | ONNX Runtime, CPU |
 | `ncnn` | .ncnn.param, .ncnn.bin | ncnn's Python binding, fp32 throughout |
 
-`load(backend, files)` opens one, `load_exported(name, level_dir)` one from an export folder
+`load(backend, files)` opens one, `load_exported(name, level_dir)` one from an export folder, and
+`load_graph(backend, deploy, weights)` a net with several named outputs and any input shape
+(MTCNN's, `run(batch, outputs)`)
 (files found by name beside its export.json, so the folder can move); `unavailable(backend)` says why a runtime cannot be used
 here (None when it can), so that callers skip it with that reason.
 """
@@ -26,7 +28,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from landmarks.common.protoio import DEPTHWISE_TYPE, read_net, write_prototxt
+from landmarks.common.protoio import DEPTHWISE_TYPE, read_net, with_input_layers, write_prototxt
 from landmarks.conventions.labels import as_points
 from landmarks.runtime.model_check import check_caffe_model, check_model_files
 
@@ -200,6 +202,65 @@ def load(backend, files, size=None, output=None):
     if backend == "onnxruntime":
         return OnnxNet(*files)
     return NcnnNet(*files, size=size or 48)
+
+
+class CaffeGraph:
+    """Any deploy net with named outputs and a free input shape (MTCNN's nets) in our Caffe:
+    `run(batch, outputs)` reshapes the input to the batch and returns the named blobs, copied."""
+    backend = "caffe"
+
+    def __init__(self, deploy, weights):
+        import caffe
+
+        check_caffe_model(deploy, weights)
+        self.deploy, self.weights = str(deploy), str(weights)
+        with tempfile.TemporaryDirectory() as tmp:  # old-style inputs as Input layers: no upgrade warning
+            upgraded = write_prototxt(with_input_layers(read_net(deploy)), Path(tmp) / "deploy.prototxt")
+            self.net = caffe.Net(str(upgraded), caffe.TEST, weights=self.weights)
+        self.input = self.net.inputs[0]
+
+    def run(self, batch, outputs):
+        batch = np.ascontiguousarray(batch, dtype=np.float32)
+        if not batch.shape[0]:  # Caffe divides by the batch size: an empty one would kill the process
+            raise ValueError(f"{self.deploy}: an empty batch")
+        blob = self.net.blobs[self.input]
+        if blob.data.shape != batch.shape:
+            blob.reshape(*batch.shape)
+            self.net.reshape()
+        blob.data[...] = batch
+        self.net.forward()
+        return [self.net.blobs[name].data.copy() for name in outputs]
+
+
+class OpenCVGraph:
+    """The same in OpenCV's dnn (which reshapes the net to each input itself)."""
+    backend = "opencv"
+
+    def __init__(self, deploy, weights):
+        check_caffe_model(deploy, weights)
+        self.deploy, self.weights = str(deploy), str(weights)
+        self.net = cv2.dnn.readNetFromCaffe(self.deploy, self.weights)
+        self.net.setPreferableBackend(cv2.dnn.DNN_BACKEND_OPENCV)
+        self.net.setPreferableTarget(cv2.dnn.DNN_TARGET_CPU)
+
+    def run(self, batch, outputs):
+        self.net.setInput(np.ascontiguousarray(batch, dtype=np.float32))
+        return [np.array(out) for out in self.net.forward(list(outputs))]
+
+
+GRAPH_BACKENDS = {"caffe": CaffeGraph, "opencv": OpenCVGraph}
+
+
+def load_graph(backend, deploy, weights):
+    """A net with named outputs and a free input shape (`run(batch, outputs) -> [arrays]`), in
+    `backend` (caffe or opencv: the Caffe files as they are)."""
+    if backend not in GRAPH_BACKENDS:
+        raise ValueError(f"backend {backend!r} cannot run Caffe files as they are; choose from "
+                         f"{', '.join(GRAPH_BACKENDS)}")
+    reason = unavailable(backend)
+    if reason:
+        raise ValueError(reason)
+    return GRAPH_BACKENDS[backend](deploy, weights)
 
 
 def load_exported(name, level_dir):

@@ -78,13 +78,20 @@ class Cascade:
             points = 0.5 * (points + flip_normalised(net.forward(np.ascontiguousarray(batch[..., ::-1]))))
         return points
 
-    def level1_batch(self, paths):
-        """Level 1 on image files: ((N, k, 2) original pixels, [(w, h)] sizes)."""
+    def level1_batch(self, paths, starts=None):
+        """Level 1 on image files (or landmarks.conventions.images.in_memory images): ((N, k, 2)
+        original pixels, [(w, h)] sizes). starts: None, or one entry per image: None for level 1's
+        first look at the whole image (the article's), or a region around a face that a detector
+        or a dataset gave (landmarks.conventions.crop.start_box), which level 1 sees as a whole image."""
         if not paths:
             return np.zeros((0, 5, 2)), []
-        inputs, sizes = zip(*(read_level1(path, self.level1.size) for path in paths))
+        starts = list(starts) if starts is not None else [None] * len(paths)
+        read = [read_level1(path, self.level1.size) if box is None else read_level2(path, box, self.level1.size)
+                for path, box in zip(paths, starts)]
+        inputs, sizes = zip(*read)
         normalised = self._forward(self.level1, inputs)
-        points = np.stack([denormalise(p, *size) for p, size in zip(normalised, sizes)])
+        points = np.stack([denormalise(p, *size) if box is None else box.unlabel(p)
+                           for p, size, box in zip(normalised, sizes, starts)])
         if self.recipe.refine:
             boxes = [face_box(p, *size) for p, size in zip(points, sizes)]
             normalised = self._forward(self.level1, [read_level2(path, box, self.level1.size)[0]
@@ -101,9 +108,10 @@ class Cascade:
                                                  for path, box in zip(paths, boxes)])
         return np.stack([box.unlabel(p) for p, box in zip(normalised, boxes)]), boxes
 
-    def run(self, path):
-        """The whole cascade on one image file."""
-        (first,), (size,) = self.level1_batch([path])
+    def run(self, path, start=None):
+        """The whole cascade on one image file (or in_memory image); start: a region around the face
+        (landmarks.conventions.crop.start_box), or None for the whole image."""
+        (first,), (size,) = self.level1_batch([path], None if start is None else [start])
         if self.level2 is None:
             return CascadeResult(first, None, None, size)
         (second,), (box,) = self.level2_batch([path], [first], [size])

@@ -7,8 +7,10 @@ both files with caffe_pb2, checks the net's wiring and layer types, and compares
 parameter blob with the caffemodel's, raising `ModelFileError` with one line naming the file
 and the layer. Every tool that loads nets calls it (through `landmarks.runtime.inference`).
 """
+import tempfile
 from pathlib import Path
 
+from landmarks.common.protoio import with_input_layers, write_prototxt
 from landmarks.train.snapshots import SnapshotError, weight_blobs
 
 
@@ -54,11 +56,14 @@ def _check_wiring(deploy, net):
         tops.update(layer.top)
 
 
-def _expected_shapes(deploy):
-    """{layer: [blob shapes]} of the deploy net's parameters, from Caffe's own shape inference."""
+def _expected_shapes(net):
+    """{layer: [blob shapes]} of the deploy net's parameters, from Caffe's own shape inference
+    (old-style inputs as Input layers: the same net, without Caffe's upgrade warning)."""
     import caffe
 
-    net = caffe.Net(str(deploy), caffe.TEST)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = write_prototxt(with_input_layers(net), Path(tmp) / "deploy.prototxt")
+        net = caffe.Net(str(path), caffe.TEST)
     return {name: [tuple(b.data.shape) for b in blobs] for name, blobs in net.params.items()}
 
 
@@ -82,7 +87,7 @@ def check_model(deploy, weights):
     except SnapshotError as exc:
         raise ModelFileError(str(exc)) from None
     _check_wiring(deploy, net)
-    for layer, shapes in _expected_shapes(deploy).items():
+    for layer, shapes in _expected_shapes(net).items():
         have = stored.get(layer)
         if have is None:
             raise ModelFileError(f"{weights}: no weights for layer {layer} of {Path(deploy).name} "

@@ -3,6 +3,7 @@ schedule, synthetic faces): its figures against an independent run of the cascad
 header-less landmark files, and skipped or refused entries."""
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +12,7 @@ import h5py
 import numpy as np
 import pytest
 
+from data_prep import readers
 from data_prep.synthetic import render_sample
 from landmarks.common import caffe_runtime
 from landmarks.conventions.crop import crop_box
@@ -21,7 +23,7 @@ from landmarks.nets.generate import write_level_files
 from landmarks.nets.solvers import get_schedule
 from landmarks.runtime.backends import CaffeNet
 from landmarks.runtime.inference import Cascade
-from support import ROOT
+from support import MTFL, ROOT, needs_mtfl
 
 TOOL = ROOT / "tools" / "cascade_eval.py"
 IMAGES = 12  # training and evaluation set alike: the test checks bookkeeping, not accuracy
@@ -84,7 +86,7 @@ def models(faces, tmp_path_factory):
 def _evaluate(models, landmarks, images, out_json, *extra):
     (d1, w1), (d2, w2) = models
     result = subprocess.run([sys.executable, str(TOOL), "--l1", d1, w1, "--l2", d2, w2, "--landmarks", str(landmarks),
-                             "--images", str(images), "--json", str(out_json), "--quiet", *extra],
+                             "--images", str(images), "--json", str(out_json), "--quiet", "--boxes", "none", *extra],
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
     print(result.stdout)
@@ -149,3 +151,31 @@ def test_missing_and_corrupt_images_are_skipped_and_counted(models, faces, tmp_p
                          "--batch", "4")
     for level in ("level1", "level2"):
         np.testing.assert_allclose(figures[level]["mean_error"], clean[level]["mean_error"], rtol=1e-5)
+
+
+@needs_mtfl
+def test_baseline_mtcnn_is_scored_beside_the_cascade(tmp_path):
+    """--baseline mtcnn: MTCNN v1 and v2 from their own detection, on the same real faces, in the
+    same normalisations; the shipped cascade starts from MTCNN's boxes by default (--boxes auto)."""
+    data = readers.load(str(MTFL), seed=1)
+    root = tmp_path / "mtfl"
+    lines = []
+    for entry in data.split("val")[:8]:
+        target = root / entry.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(data.image_path(entry.name), target)
+        xs, ys = np.asarray(entry.points).T
+        lines.append(entry.name.replace("/", "\\") + " " + " ".join(f"{v:g}" for v in [*xs, *ys]) + " 1 1 1 1")
+    (root / "training.txt").write_text("\n".join(lines) + "\n")
+    out = tmp_path / "eval.json"
+    done = subprocess.run([sys.executable, str(TOOL), "--dataset", str(root), "--subset", "all", "--baseline", "mtcnn",
+                           "--json", str(out), "--quiet"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    figures = json.loads(out.read_text())
+    assert figures["start"]["boxes"] == "mtcnn" and figures["images"] == 8
+    baselines = figures["baselines"]
+    assert set(baselines) == {"mtcnn-onet-detected", "mtcnn-lnet-detected"}  # MTFL gives no boxes
+    for key, row in baselines.items():
+        assert row["images"] + row["missed"] == 8 and row["images"] >= 7
+        assert row["interocular"]["mean_error"] < 0.1 and row["ours_same_images"] < 0.1
+        assert row["label"] in done.stdout

@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 import pytest
 
-from landmarks.conventions.crop import crop_box
+from landmarks.conventions.crop import crop_box, start_box
 from landmarks.conventions.draw import COLOURS
 from landmarks.conventions.labels import denormalise
 from support import LEVEL1_OUT, LEVEL2_OUT, ROOT, fixed_output_models
@@ -56,9 +56,11 @@ def _image(path, width, height, value=128):
 
 
 def _read_csv(path):
+    """(header, {image: (5, 2) points}) of a CSV whose images are one face each (--whole-image)."""
     with open(path, newline="") as fh:
         rows = list(csv.reader(fh))
-    return rows[0], {row[0]: np.array([float(v) for v in row[1:]]).reshape(5, 2) for row in rows[1:]}
+    assert all(row[1] == "1" and row[2] == "" for row in rows[1:])  # one face, no detector score
+    return rows[0], {row[0]: np.array([float(v) for v in row[7:]]).reshape(5, 2) for row in rows[1:]}
 
 
 def test_folders_recursively_csv_and_drawings(models, tmp_path):
@@ -70,11 +72,14 @@ def test_folders_recursively_csv_and_drawings(models, tmp_path):
     (d1, w1), (d2, w2) = models
     out = tmp_path / "points.csv"
     result = _tool("predict.py", photos, tmp_path / "c.JPG", "--out", out, "--draw", tmp_path / "drawn",
-                   "--l1", d1, w1, "--l2", d2, w2, "--batch", "2")
+                   "--l1", d1, w1, "--l2", d2, w2, "--batch", "2", "--whole-image")
     assert result.returncode == 0, result.stdout + result.stderr
     header, rows = _read_csv(out)
-    assert header == ["name", "x1", "y1", "x2", "y2", "x3", "y3", "x4", "y4", "x5", "y5"]
+    assert header == ["image", "face", "score", "left", "top", "right", "bottom",
+                      "x1", "y1", "x2", "y2", "x3", "y3", "x4", "y4", "x5", "y5"]
     assert set(rows) == {str(p) for p in sizes}
+    boxes = {row[0]: [float(v) for v in row[3:7]] for row in list(csv.reader(open(out)))[1:]}
+    assert all(boxes[str(p)] == [0, 0, w, h] for p, (w, h) in sizes.items())  # the whole image is the face
     for path, (w, h) in sizes.items():
         np.testing.assert_allclose(rows[str(path)], _expected(w, h), atol=1e-3)
     drawn = cv2.imread(str(tmp_path / "drawn" / "sub" / "b_points.jpg"))
@@ -90,7 +95,7 @@ def test_level1_only_bad_images_and_bad_arguments(models, tmp_path):
     (folder / "broken.jpg").write_bytes(b"not a JPEG at all")
     (d1, w1), _ = models
     out = tmp_path / "p.csv"
-    result = _tool("predict.py", folder, "--out", out, "--l1", d1, w1)
+    result = _tool("predict.py", folder, "--out", out, "--l1", d1, w1, "--whole-image")
     assert result.returncode == 1 and "broken.jpg" in result.stderr  # named, left out, the rest written
     _, rows = _read_csv(out)
     assert list(rows) == [str(folder / "good.png")]
@@ -103,12 +108,26 @@ def test_level1_only_bad_images_and_bad_arguments(models, tmp_path):
 def test_tools_use_the_shipped_models_by_default(shipped, tmp_path):
     photo = _image(tmp_path / "photo.jpg", 240, 200)
     out = tmp_path / "p.csv"
-    result = _tool("predict.py", photo, "--out", out, "--quiet", models_dir=shipped)
+    result = _tool("predict.py", photo, "--out", out, "--quiet", "--whole-image", models_dir=shipped)
     assert result.returncode == 0, result.stderr
     np.testing.assert_allclose(_read_csv(out)[1][str(photo)], _expected(240, 200), atol=1e-3)
     demo = _tool("demo.py", photo, "--out", tmp_path / "demo", models_dir=shipped)
     assert demo.returncode == 0, demo.stderr
     assert "level 2:" in demo.stdout and (tmp_path / "demo" / "photo_cascade.jpg").exists()
+
+
+def test_a_photo_without_a_face_is_a_named_line_not_an_error(models, tmp_path):
+    photo = _image(tmp_path / "wall.jpg", 320, 240)
+    (d1, w1), (d2, w2) = models
+    out = tmp_path / "p.csv"
+    result = _tool("predict.py", photo, "--out", out, "--l1", d1, w1, "--l2", d2, w2, "--quiet")
+    assert result.returncode == 0, result.stderr
+    assert f"{photo}: no face found" in result.stdout and "0 face(s) in 1 image(s)" in result.stdout
+    assert out.read_text().splitlines() == [",".join(["image", "face", "score", "left", "top", "right", "bottom"]
+                                                     + [f"{a}{i}" for i in range(1, 6) for a in "xy"])]
+    for bad in (["--min-face", "8"], ["--max-faces", "-1"]):
+        refused = _tool("predict.py", photo, "--out", out, "--l1", d1, w1, *bad)
+        assert refused.returncode == 2 and bad[0] in refused.stderr and "Traceback" not in refused.stderr
 
 
 @pytest.mark.parametrize("tool, args", [("predict.py", ["--quiet"]), ("demo.py", []),
@@ -140,7 +159,7 @@ def test_cascade_eval_on_a_sun_root_writes_both_predictions(models, tmp_path):
     out = tmp_path / "cascade.txt"
     first = tmp_path / "level1.txt"
     result = _tool("cascade_eval.py", "--dataset", root, "--l1", d1, w1, "--l2", d2, w2, "--predictions", out,
-                   "--level1-predictions", first, "--json", tmp_path / "eval.json", "--quiet")
+                   "--level1-predictions", first, "--json", tmp_path / "eval.json", "--quiet", "--boxes", "none")
     assert result.returncode == 0, result.stdout + result.stderr
     names = [f"net/{i}.jpg" for i in range(len(sizes))]
     for path, level2 in ((out, True), (first, False)):
@@ -155,3 +174,24 @@ def test_cascade_eval_on_a_sun_root_writes_both_predictions(models, tmp_path):
     assert figures["level2"]["box"]["mean_error"] == pytest.approx(np.mean([(1 + i) / (w / 2) for i, (w, _) in enumerate(sizes)]), rel=1e-3)
     assert figures["dataset_format"] == "sun" and figures["images"] == len(sizes)
     assert "IOD" in result.stdout and "box" in result.stdout
+
+
+def test_cascade_eval_starts_from_the_dataset_boxes(models, tmp_path):
+    """--boxes dataset: level 1 first looks at crop.start_box of each given box, so the points are
+    its outputs mapped back from that region; --boxes dataset on a dataset without boxes is refused."""
+    root = tmp_path / "sun"
+    _image(root / "0.jpg", 800, 600)  # the start region (253 px) is under WHOLE_IMAGE_ABOVE of the side
+    box = (100, 220, 60, 180)  # left right top bottom
+    (root / "trainImageList.txt").write_text("0.jpg " + " ".join(map(str, box)) + " " + " ".join(["150"] * 10) + "\n")
+    (d1, w1), (d2, w2) = models
+    out = tmp_path / "first.txt"
+    result = _tool("cascade_eval.py", "--dataset", root, "--l1", d1, w1, "--level1-predictions", out, "--quiet",
+                   "--subset", "all", "--boxes", "dataset", "--recipe", "article")
+    assert result.returncode == 0, result.stdout + result.stderr
+    start = start_box((100, 60, 220, 180), 800, 600)
+    expected = start.unlabel(LEVEL1_OUT)
+    np.testing.assert_allclose(np.array(out.read_text().split()[1:], float).reshape(5, 2), expected, atol=1e-3)
+    (tmp_path / "lm.txt").write_text("0.jpg " + " ".join(["150"] * 10) + "\n")
+    refused = _tool("cascade_eval.py", "--landmarks", tmp_path / "lm.txt", "--images", root, "--l1", d1, w1,
+                    "--boxes", "dataset")
+    assert refused.returncode == 2 and "gives no face boxes" in refused.stderr and "Traceback" not in refused.stderr

@@ -27,7 +27,8 @@ SEED = 1  # the recipe's (make level1 SEED=1, the default): the split the models
 MEAN_BOUND = 0.08  # the whole split: 5.7%, this sample 4.8% (models of 2026-11-26, `real` recipe)
 FACE_BOUND = 0.25  # no face of the sample is lost (their worst: 7.2%)
 ROLLED_BOUND = 0.08  # the sample rolled by 35-55 degrees, real recipe (measured 4.8%; article 33%)
-PHOTO_BOUND = 0.12  # the sample at half a large photo's side, anywhere (measured 5.4%; the models before: 120%)
+PHOTO_BOUND = 0.12
+COLLAGE_BOUND = 0.15  # every face of a collage (measured: 4.5-7.6% on a collage of six)  # the sample at half a large photo's side, anywhere (measured 5.4%; the models before: 120%)
 
 
 
@@ -116,6 +117,24 @@ def test_the_cascade_finds_a_small_face_anywhere_in_a_large_photo(tmp_path):
     assert np.nanmean(errors) < PHOTO_BOUND, f"faces at half a photo's side: {np.nanmean(errors):.3f}"
 
 
+def _predict_tool(*args):
+    env = dict(os.environ)
+    env.pop(runs.SHIPPED_MODELS_ENV, None)
+    done = subprocess.run([sys.executable, str(ROOT / "tools" / "predict.py"), *map(str, args), "--quiet"],
+                          capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr
+    return done
+
+
+def _faces_by_image(csv_path):
+    rows = list(csv.reader(open(csv_path)))
+    assert rows[0][:7] == ["image", "face", "score", "left", "top", "right", "bottom"]
+    faces = {}
+    for row in rows[1:]:
+        faces.setdefault(row[0], []).append(np.array(row[7:], float).reshape(5, 2))
+    return faces
+
+
 @needs_mtfl
 def test_predict_tool_uses_the_shipped_models(tmp_path):
     paths, truth = _validation_faces()
@@ -124,17 +143,42 @@ def test_predict_tool_uses_the_shipped_models(tmp_path):
     for i, path in enumerate(paths[:6]):
         shutil.copy(path, folder / ("more" if i % 2 else "") / f"face{i}.jpg")
     out = tmp_path / "points.csv"
-    env = dict(os.environ)
-    env.pop(runs.SHIPPED_MODELS_ENV, None)
-    done = subprocess.run([sys.executable, str(ROOT / "tools" / "predict.py"), str(folder), "--out", str(out),
-                           "--draw", str(tmp_path / "drawn"), "--quiet"], capture_output=True, text=True, env=env)
-    assert done.returncode == 0, done.stderr
-    rows = list(csv.reader(out.open()))
-    assert rows[0] == ["name"] + [f"{a}{i}" for i in range(1, 6) for a in "xy"]
-    assert len(rows) == 7
-    by_name = {r[0]: np.array(r[1:], float).reshape(5, 2) for r in rows[1:]}  # names: the image paths
-    for i in range(6):
-        points = by_name[str(folder / ("more" if i % 2 else "") / f"face{i}.jpg")]
-        error = interocular_errors(points[None], truth[i][None])[0]
+    _predict_tool(folder, "--out", out, "--draw", tmp_path / "drawn")
+    faces = _faces_by_image(out)
+    for i in range(6):  # MTCNN finds the face (perhaps others behind it); the cascade lands on it
+        candidates = faces[str(folder / ("more" if i % 2 else "") / f"face{i}.jpg")]
+        error = min(interocular_errors(points[None], truth[i][None])[0] for points in candidates)
         assert error < FACE_BOUND, (i, error)
     assert len(list((tmp_path / "drawn").rglob("*_points.jpg"))) == 6
+
+
+@needs_mtfl
+def test_every_face_of_a_collage_is_found_and_landmarked(tmp_path):
+    """Collages of 2 to 8 real faces at different sizes, anywhere on a larger picture: each face
+    has a row whose points lie within COLLAGE_BOUND of its true points (issue: in the wild)."""
+    paths, truth = _validation_faces()
+    rng = np.random.default_rng(5)
+    photos, truths = [], []
+    for count in (2, 5, 8):
+        canvas = cv2.GaussianBlur(rng.integers(40, 220, (900, 1200, 3), dtype=np.uint8), (41, 41), 12)
+        placed, cell = [], (1200 // 4, 900 // 2)
+        for k, index in enumerate(rng.choice(len(paths), count, replace=False)):
+            image = cv2.imread(paths[index])
+            scale = rng.uniform(1.0, 2.6)
+            image = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_CUBIC)
+            h, w = image.shape[:2]
+            x = (k % 4) * cell[0] + int(rng.integers(0, max(1, cell[0] - w)))
+            y = (k // 4) * cell[1] + int(rng.integers(0, max(1, cell[1] - h)))
+            canvas[y:y + h, x:x + w] = image
+            placed.append((truth[index] + 0.5) * scale - 0.5 + [x, y])
+        photos.append(tmp_path / f"collage{count}.jpg")
+        cv2.imwrite(str(photos[-1]), canvas, [cv2.IMWRITE_JPEG_QUALITY, 95])
+        truths.append(placed)
+    out = tmp_path / "faces.csv"
+    _predict_tool(*photos, "--out", out)
+    faces = _faces_by_image(out)
+    for photo, placed in zip(photos, truths):
+        found = faces.get(str(photo), [])
+        for points in placed:
+            error = min(interocular_errors(p[None], points[None])[0] for p in found)
+            assert error < COLLAGE_BOUND, (photo.name, error)

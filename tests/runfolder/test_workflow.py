@@ -101,7 +101,8 @@ def test_cascade_eval_reproduces_the_runs_test_score(smoke_run, tmp_path):
     tool = ROOT / "tools" / "cascade_eval.py"
     done = subprocess.run([sys.executable, str(tool), "--l1", stage1["deploy"], stage1["weights"],
                            "--l2", stage2["deploy"], stage2["weights"], "--landmarks", str(landmarks),
-                           "--images", dataset.image_dir, "--json", str(out)], capture_output=True, text=True)
+                           "--images", dataset.image_dir, "--json", str(out), "--boxes", "none"],  # as the run: whole images
+                          capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
     result = json.loads(out.read_text())
     metrics = json.loads((run / "metrics.json").read_text())["test"]
@@ -110,7 +111,7 @@ def test_cascade_eval_reproduces_the_runs_test_score(smoke_run, tmp_path):
         assert result[level]["mean_error"] == pytest.approx(metrics[level]["mean_error"], rel=1e-6)
     # the same through the dataset interface: the run folder's models, the root, its test split
     by_root = subprocess.run([sys.executable, str(tool), "--run", str(run), "--dataset", str(dataset_path(settings)),
-                              "--subset", "test", "--json", str(tmp_path / "root.json"), "--quiet"],
+                              "--subset", "test", "--json", str(tmp_path / "root.json"), "--quiet", "--boxes", "none"],
                              capture_output=True, text=True)
     assert by_root.returncode == 0, by_root.stderr[-2000:]
     again = json.loads((tmp_path / "root.json").read_text())
