@@ -73,7 +73,7 @@ def parse_args(argv=None):
     parser.add_argument("--subset", choices=SUBSETS, default="all", help="--dataset: which split to score (default all)")
     parser.add_argument("--boxes", choices=starts_.BOX_SOURCES, default="auto",
                         help="where the cascade starts: none (the whole image, the article's), dataset (its face "
-                        "boxes), mtcnn (the largest face MTCNN finds); auto (default): the dataset's boxes where it "
+                        "boxes), mtcnn (the face MTCNN is surest of); auto (default): the dataset's boxes where it "
                         f"gives them, else {starts_.AUTO_WITHOUT_BOXES}")
     parser.add_argument("--baseline", choices=("none", "mtcnn"), default="none",
                         help="also score MTCNN on the same images (default none)")

@@ -1,7 +1,6 @@
 """Owns where the cascade starts on each image (`--boxes`): the whole image (the article's first
 look), or the region landmarks.conventions.crop.start_box draws around a face box, the
-dataset's (Sun et al.'s lists give them) or MTCNN's (landmarks.runtime.mtcnn, the largest face
-it finds). An image where the chosen source has no face, or whose face already fills it as in
+dataset's (Sun et al.'s lists give them) or MTCNN's (landmarks.runtime.mtcnn, `main_face`). An image where the chosen source has no face, or whose face already fills it as in
 level 1's training images (WHOLE_IMAGE_ABOVE), starts from the whole image.
 """
 from landmarks.conventions.crop import start_box
@@ -27,9 +26,11 @@ def resolve(source, has_boxes):
 
 
 def main_face(faces):
-    """The face an image is about when it is labelled for one (LFW's subject is the largest face,
-    others may stand behind): the largest box."""
-    return max(faces, key=lambda face: (face.box[2] - face.box[0]) * (face.box[3] - face.box[1]))
+    """The face an image is about when it is labelled for one: the most confident, the largest
+    among equally confident ones (scores to three decimals; MTCNN gives many faces 1.000). Measured:
+    the largest alone picked a background face on 4 of 300 photo copies, the most confident alone
+    a background face on one LFW image of MTFL val."""
+    return max(faces, key=lambda face: (round(face.score, 3), (face.box[2] - face.box[0]) * (face.box[3] - face.box[1])))
 
 
 def fills(start, width, height):
