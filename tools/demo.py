@@ -20,8 +20,9 @@ from landmarks.conventions.draw import annotate
 from landmarks.conventions.images import ImageError, read_bgr
 from landmarks.conventions.labels import POINT_NAMES
 from landmarks.conventions.metrics import image_errors
-from landmarks.runtime import backends
+from landmarks.runtime import backends, starts
 from landmarks.runtime.inference import Cascade
+from landmarks.runtime.mtcnn import MTCNN
 from workflow import runs
 
 DEFAULT_OUT = "cascade_demo"  # without --run; with it, RUN/demo
@@ -35,6 +36,9 @@ def parse_args(argv=None):
     parser.add_argument("--landmarks", help="CelebA-format landmark file: draws the truth of the images it names")
     parser.add_argument("--out", help=f"output folder (default RUN/demo with --run, else {DEFAULT_OUT})")
     parser.add_argument("--output-blob", help="the nets' output blob (default fc2, else the last output)")
+    parser.add_argument("--boxes", default="auto", choices=("auto", "none", "mtcnn"),
+                        help="where the cascade starts: none (the whole image), mtcnn (the face MTCNN is surest of); "
+                        "auto (default): mtcnn (landmarks.runtime.starts)")
     parser.add_argument("--backend", default="caffe", choices=("caffe", "opencv"),
                         help="runtime for the Caffe files (landmarks.runtime.backends; default caffe)")
     args = parser.parse_args(argv)
@@ -57,9 +61,10 @@ def output_names(paths):
     return names
 
 
-def draw_one(cascade, path, truth, out_dir, name=None):
-    """Runs the cascade on one image and writes the drawing; returns (output path, result)."""
-    result = cascade.run(str(path))
+def draw_one(cascade, path, truth, out_dir, name=None, start=None):
+    """Runs the cascade on one image (from `start`, a region around its face, or the whole image)
+    and writes the drawing; returns (output path, result)."""
+    result = cascade.run(str(path), start)
     image = read_bgr(str(path)).image
     drawn = annotate(image, truth=truth, level1=result.level1, level2=result.level2, box=result.box)
     out = Path(out_dir) / (name or f"{Path(path).stem}_cascade.jpg")
@@ -87,6 +92,8 @@ def main(argv=None):
         cascade = Cascade(backends.load(args.backend, level1, output=args.output_blob),
                           backends.load(args.backend, level2, output=args.output_blob) if level2 else None,
                           runs.chosen_recipe(args))
+        source = starts.resolve(args.boxes, False)
+        detector = MTCNN(backend=args.backend, points="onet") if source == "mtcnn" else None
     except (FileNotFoundError, ValueError) as exc:  # a missing model file, or one pycaffe would abort on (model_check)
         print(f"demo: error: {exc}", file=sys.stderr)
         return 2
@@ -95,13 +102,16 @@ def main(argv=None):
     for path, name in zip(args.images, output_names(args.images)):
         truth = truths.get(Path(path).name)
         try:
-            out, result = draw_one(cascade, path, truth, out_dir, name)
+            start = starts.start_boxes(source, [str(path)], None, detector)[0]
+            out, result = draw_one(cascade, path, truth, out_dir, name, start)
         except ImageError as exc:
             print(f"skipped {exc}")
             failed += 1
             continue
         width, height = result.size
         print(f"{path} ({width}x{height}) -> {out}")
+        print("  start:   " + ("the whole image" if start is None else
+                               f"x {start.x0}..{start.x1}, y {start.y0}..{start.y1} (around MTCNN's face box)"))
         print(f"  level 1: {_format_points(result.level1)}")
         if result.level2 is not None:
             box = result.box

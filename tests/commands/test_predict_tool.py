@@ -114,6 +114,7 @@ def test_tools_use_the_shipped_models_by_default(shipped, tmp_path):
     demo = _tool("demo.py", photo, "--out", tmp_path / "demo", models_dir=shipped)
     assert demo.returncode == 0, demo.stderr
     assert "level 2:" in demo.stdout and (tmp_path / "demo" / "photo_cascade.jpg").exists()
+    assert "start:   the whole image" in demo.stdout  # --boxes auto: MTCNN finds no face on a grey picture
 
 
 def test_a_photo_without_a_face_is_a_named_line_not_an_error(models, tmp_path):
