@@ -202,12 +202,15 @@ class MTCNN:
         fractions = pts.reshape(len(boxes), 10)[passed][keep]
         if not len(keep):
             return np.zeros((0, 5)), np.zeros((0, 5, 2)), np.zeros((0, 5))
-        if self.mode == "onet":  # v1: O-Net again on the mirrored crops, its answer mirrored back
-            mirrored = self.nets["onet"].run(network_input(patches[passed][keep][:, :, ::-1]), ("conv6-3",))[0]
-            mirrored = mirrored.reshape(len(keep), 10)
-            fractions = 0.5 * (fractions + np.concatenate([1 - mirrored[:, :5][:, MIRROR],
-                                                           mirrored[:, 5:][:, MIRROR]], axis=1))
+        if self.mode == "onet":
+            fractions = self._mirror_averaged(fractions, patches[passed][keep])
         return moved[keep], self._to_pixels(fractions, read_in[keep]), read_in[keep]
+
+    def _mirror_averaged(self, fractions, patches):
+        """v1: O-Net's point fractions (n, 10) averaged with its answer on the mirrored crops,
+        mirrored back (x -> 1 - x, left and right points swapped)."""
+        mirrored = self.nets["onet"].run(network_input(patches[:, :, ::-1]), ("conv6-3",))[0].reshape(len(patches), 10)
+        return 0.5 * (fractions + np.concatenate([1 - mirrored[:, :5][:, MIRROR], mirrored[:, 5:][:, MIRROR]], axis=1))
 
     @staticmethod
     def _to_pixels(fractions, boxes):
@@ -258,9 +261,7 @@ class MTCNN:
         patches = crops(rgb, ref, 48)
         fractions = self.nets["onet"].run(network_input(patches), ("conv6-3",))[0].reshape(len(ref), 10)
         if self.mode == "onet":
-            mirrored = self.nets["onet"].run(network_input(patches[:, :, ::-1]), ("conv6-3",))[0].reshape(len(ref), 10)
-            fractions = 0.5 * (fractions + np.concatenate([1 - mirrored[:, :5][:, MIRROR], mirrored[:, 5:][:, MIRROR]],
-                                                          axis=1))
+            fractions = self._mirror_averaged(fractions, patches)
         points = self._to_pixels(fractions, ref)
         if self.mode == "lnet":
             points = self._per_point(rgb, ref, points)

@@ -27,7 +27,7 @@ from landmarks.common.progress import bar as progress_bar  # plain lines when no
 from landmarks.conventions.crop import CropBox
 from landmarks.conventions.draw import COLOURS, draw_box, draw_points
 from landmarks.conventions.images import ImageError, in_memory, read_bgr
-from landmarks.runtime.starts import face_starts, fills
+from landmarks.runtime.starts import face_starts
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 CSV_HEADER = ["image", "face", "score", "left", "top", "right", "bottom"] + [f"{axis}{i}" for i in range(1, 6)
@@ -94,7 +94,7 @@ def _every_face(cascade, detector, found, max_faces):
     (width, height), faces = decoded.size, detector.detect(decoded.image, max_faces=max_faces or None)
     if not faces:
         return found, []
-    starts = [None if fills(start, width, height) else start for start in face_starts(faces, width, height)]
+    starts = face_starts(faces, width, height)
     outputs, _ = _both_levels(cascade, [in_memory(decoded.image)] * len(faces), starts)
     return found, [FacePoints(i, face.score, face.box, *out) for i, (face, out) in enumerate(zip(faces, outputs), 1)]
 

@@ -75,5 +75,7 @@ def start_boxes(source, paths, boxes=None, detector=None, progress=None):
 
 
 def face_starts(faces, width, height):
-    """The start of each detected face of one image (landmarks.runtime.mtcnn.Face)."""
-    return [start_box(face.box, width, height) for face in faces]
+    """The start of each detected face of one image (landmarks.runtime.mtcnn.Face): its region, or
+    None (the whole image) where that region already fills the image."""
+    return [None if fills(start, width, height) else start for start in
+            (start_box(face.box, width, height) for face in faces)]

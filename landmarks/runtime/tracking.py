@@ -16,7 +16,7 @@ import numpy as np
 
 from landmarks.conventions.crop import face_box
 from landmarks.conventions.images import in_memory
-from landmarks.runtime.starts import face_starts, fills
+from landmarks.runtime.starts import face_starts
 
 DETECT_EVERY = 10
 # The filter's settings, chosen with tools/bench_jitter.py on 6 MTFL val faces (still / moving
@@ -84,7 +84,7 @@ class Tracker:
         height, width = frame.shape[:2]
         faces = self.detector.detect(frame, max_faces=self.max_faces or None)
         self.detections += 1
-        starts = [None if fills(s, width, height) else s for s in face_starts(faces, width, height)]
+        starts = face_starts(faces, width, height)
         points = self._cascade(source, starts) if faces else []
         tracks = []
         for face, raw in zip(faces, points):
