@@ -64,6 +64,15 @@ def stress_image(path, points, jitter):
 PHOTO_UPSCALE = 4
 
 
+def photo_frame(width, height, fraction, upscale, place):
+    """Where photo_image puts a width x height picture: (left, top, right, bottom) of the enlarged
+    picture in the photo (half-open pixels) and the photo's (width, height)."""
+    w, h = width * upscale, height * upscale
+    margin_x, margin_y = round(w / fraction) - w, round(h / fraction) - h
+    left, top = int(round(place[0] * margin_x)), int(round(place[1] * margin_y))
+    return (left, top, left + w, top + h), (w + margin_x, h + margin_y)
+
+
 def photo_image(path, points, fraction, upscale, place):
     """(uint8 BGR photo, its (5, 2) points): the image enlarged `upscale` times, in a photo
     whose sides are 1/`fraction` of that, at `place` = (u, v) in [0, 1]: the share of the
@@ -73,17 +82,17 @@ def photo_image(path, points, fraction, upscale, place):
     image = images.read_bgr(path).image
     h, w = image.shape[:2]
     big = cv2.resize(image, (w * upscale, h * upscale), interpolation=cv2.INTER_CUBIC) if upscale > 1 else image
-    margin_x, margin_y = round(w * upscale / fraction) - w * upscale, round(h * upscale / fraction) - h * upscale
-    left, top = int(round(place[0] * margin_x)), int(round(place[1] * margin_y))
-    photo = cv2.copyMakeBorder(big, top, margin_y - top, left, margin_x - left, cv2.BORDER_REPLICATE)
+    (left, top, right, bottom), (photo_w, photo_h) = photo_frame(w, h, fraction, upscale, place)
+    photo = cv2.copyMakeBorder(big, top, photo_h - bottom, left, photo_w - right, cv2.BORDER_REPLICATE)
     moved = (np.asarray(points, dtype=np.float64).reshape(-1, 2) + 0.5) * upscale - 0.5 + [left, top]
     return photo, moved
 
 
-def write_stress_copy(dataset, split, out, seed, config=STRESS, progress=True, photo=None, upscale=PHOTO_UPSCALE):
-    """Writes the stress copy of `split` into `out` (the large-photo copy where `photo` is a
-    fraction); returns the number of images written."""
-    entries = dataset.split(split)
+def write_stress_copy(dataset, split, out, seed, config=STRESS, progress=True, photo=None, upscale=PHOTO_UPSCALE,
+                      limit=None):
+    """Writes the stress copy of `split` (its first `limit` images where given) into `out` (the
+    large-photo copy where `photo` is a fraction); returns the number of images written."""
+    entries = dataset.split(split)[:limit]
     if not entries:
         raise datasets.DataError(f"{dataset.root}: the {split} split is empty")
     image_dir = os.path.join(out, "img_celeba")

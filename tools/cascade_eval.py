@@ -40,11 +40,12 @@ from landmarks.common.progress import bar as progress_bar
 from landmarks.conventions.images import ImageError
 from landmarks.conventions.labels import POINT_NAMES
 from landmarks.conventions.metrics import image_errors, summarise
+from landmarks.deploy.mtcnn_onnx import detector as open_detector
+from landmarks.deploy.mtcnn_onnx import detector_backend
 from landmarks.evaluate import baseline
 from landmarks.runtime import backends
 from landmarks.runtime import starts as starts_
 from landmarks.runtime.inference import ARTICLE, Cascade
-from landmarks.runtime.mtcnn import MTCNN
 from workflow import runs
 
 DEFAULT_BATCH = 64  # images per forward; memory is tiny at 48x48, larger buys little on CPU
@@ -167,7 +168,7 @@ def baseline_figures(results, paths, boxes, backend, progress=True):
     heights = np.array([r[4][1] for r in results], dtype=np.float64)
     ours = np.stack([r[3] if r[3] is not None else r[2] for r in results])
     bar = progress_bar(total=len(results), desc="mtcnn", unit="img", file=sys.stderr, disable=not progress)
-    rows = baseline.mtcnn_rows(paths, truth, boxes, backend=backend if backend in ("caffe", "opencv") else "caffe",
+    rows = baseline.mtcnn_rows(paths, truth, boxes, backend=backend,
                                progress=lambda: bar.update(1))
     bar.close()
     out = {}
@@ -275,9 +276,8 @@ def main(argv=None):
     print(f"recipe: {recipe.describe()}")
     try:
         source = starts_.resolve(args.boxes, all(box is not None for _, _, _, box in rows))
-        detector = MTCNN(backend=args.backend if args.backend in ("caffe", "opencv") else "caffe",
-                         points="onet") if source == "mtcnn" else None
-    except (FileNotFoundError, ValueError) as exc:
+        detector = open_detector(detector_backend(args.backend), points="onet") if source == "mtcnn" else None
+    except (FileNotFoundError, ValueError, RuntimeError) as exc:
         print(f"cascade_eval: error: {exc}", file=sys.stderr)
         return 2
     bar = progress_bar(total=len(rows), desc="face boxes", unit="img", file=sys.stderr,

@@ -5,7 +5,10 @@ and a CSV of the points; --benchmark prints the per-frame cost of each part inst
 
   python tools/video.py clip.mp4 --out drawn.mp4 --csv points.csv
   python tools/video.py --camera 0 --out drawn.mp4 --max-frames 300
-  python tools/video.py clip.mp4 --benchmark                 # our Caffe and OpenCV side by side
+  python tools/video.py clip.mp4 --benchmark                 # our Caffe, OpenCV and ONNX Runtime side by side
+
+--backend onnxruntime runs MTCNN's nets and the cascade's converted to ONNX (MTCNN's once, into
+build/mtcnn-onnx/, checked against Caffe; the cascade's folded into a temporary folder at start).
 
 CSV: `frame,time_s,face,left,top,right,bottom,x1,y1,...,x5,y5`, one row per face per frame
 (landmarks/runtime/video.py). A file that is not a video, a video without frames or whose frames
@@ -14,6 +17,7 @@ change size, or a camera that is not there: one line, exit 2, and no output left
 import argparse
 import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -24,15 +28,17 @@ os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
 
 from landmarks.common import checks
 from landmarks.common.progress import bar as progress_bar
+from landmarks.deploy.export import onnx_net
+from landmarks.deploy.mtcnn_onnx import detector as open_detector
 from landmarks.runtime import backends
 from landmarks.runtime.inference import Cascade
-from landmarks.runtime.mtcnn import CELL, MIN_FACE, MTCNN
+from landmarks.runtime.mtcnn import CELL, MIN_FACE
 from landmarks.runtime.tracking import DETECT_EVERY, Tracker
 from landmarks.runtime.video import Frames, VideoError, draw_tracks, run
 from workflow import runs
 
 BENCHMARK_FRAMES = 100
-BENCHMARK_BACKENDS = ("caffe", "opencv")
+BENCHMARK_BACKENDS = ("caffe", "opencv", "onnxruntime")
 
 
 def parse_args(argv=None):
@@ -66,16 +72,25 @@ def parse_args(argv=None):
     return args
 
 
+def _level(backend, files):
+    """One cascade level in `backend` (onnxruntime: the caffemodel folded and converted first)."""
+    if files is None:
+        return None
+    if backend != "onnxruntime":
+        return backends.load(backend, files)
+    with tempfile.TemporaryDirectory(prefix="video-onnx-") as tmp:  # the session keeps the model in memory
+        return backends.load(backend, [onnx_net(*files, tmp)])
+
+
 def _tracker(args, backend, level1, level2):
-    cascade = Cascade(backends.load(backend, level1), backends.load(backend, level2) if level2 else None,
-                      runs.chosen_recipe(args))
-    detector = MTCNN(backend=backend, min_face=args.min_face, points="onet")
+    cascade = Cascade(_level(backend, level1), _level(backend, level2), runs.chosen_recipe(args))
+    detector = open_detector(backend, min_face=args.min_face, points="onet")
     return Tracker(cascade, detector, every=args.every, smooth=not args.no_filter, max_faces=args.max_faces)
 
 
 def _benchmark(args, level1, level2):
     """Per-frame milliseconds of detection (amortised over --every), cascade and drawing."""
-    lines = [f"{'backend':<8} {'frames':>6} {'detection':>10} {'cascade':>9} {'drawing':>9} {'total':>9} {'fps':>7}"]
+    lines = [f"{'backend':<11} {'frames':>6} {'detection':>10} {'cascade':>9} {'drawing':>9} {'total':>9} {'fps':>7}"]
     for backend in BENCHMARK_BACKENDS:
         tracker = _tracker(args, backend, level1, level2)
         detect, spent = tracker.detector.detect, {"detect": 0.0}
@@ -105,7 +120,7 @@ def _benchmark(args, level1, level2):
             frames.close()
         per = lambda seconds: 1000.0 * seconds / max(1, count)  # noqa: E731
         total = per(timings.get("track", 0.0) + drawing)
-        lines.append(f"{backend:<8} {count:>6} {per(spent['detect']):>8.2f}ms {per(timings['track'] - spent['detect']):>7.2f}ms "
+        lines.append(f"{backend:<11} {count:>6} {per(spent['detect']):>8.2f}ms {per(timings['track'] - spent['detect']):>7.2f}ms "
                      f"{per(drawing):>7.2f}ms {total:>7.2f}ms {1000.0 / total if total else 0:>7.1f}")
     lines.append(f"Per frame, {frames.size[0]}x{frames.size[1]}, detection every {args.every} frames (its cost spread "
                  "over them), the cascade from the previous points between; video decoding not counted.")
@@ -127,7 +142,7 @@ def main(argv=None):
             return 0
         tracker = _tracker(args, args.backend, level1, level2)
         frames = Frames(args.video if args.camera is None else args.camera, camera=args.camera is not None)
-    except (VideoError, FileNotFoundError, ValueError) as exc:
+    except (VideoError, FileNotFoundError, ValueError, RuntimeError) as exc:
         print(f"video: error: {exc}", file=sys.stderr)
         return 2
     total = min(frames.count, args.max_frames) if frames.count and args.max_frames else (frames.count or args.max_frames

@@ -1,6 +1,7 @@
 """Owns the level-2 crop rules, shared by data prep, evaluation and the demo, the face
 box of the level-1 second look (landmarks.runtime.inference's `refine`), and the region level 1
-first looks at when the cascade starts from a detector's or a dataset's face box (`start_box`).
+first looks at when the cascade starts from a detector's or a dataset's face box (`start_box`),
+and that rule run backwards (`box_from_points`: the box a detector would draw around true points).
 
 `article` (SPEC.md, `crop_box`): centre level 1's predicted nose (original-image pixels);
 d = its distance to the predicted left eye; box [nose_x - 2d, nose_x + 2d] x
@@ -168,10 +169,7 @@ def face_box(predicted, width, height):
     why = _unusable(predicted, centre, width, height, "face")
     if why:
         return _whole(width, height, why)
-    eyes = predicted[RIGHT_EYE] - predicted[LEFT_EYE]
-    eyes_to_mouth = (predicted[3] + predicted[4] - predicted[LEFT_EYE] - predicted[RIGHT_EYE]) / 2.0
-    size = float(np.hypot(np.hypot(*eyes), np.hypot(*eyes_to_mouth)))
-    return _square(centre, FACE_BOX_SIDE * size / 2.0, _eye_angle(predicted))
+    return _square(centre, FACE_BOX_SIDE * face_size(predicted) / 2.0, _eye_angle(predicted))
 
 
 def start_box(box, width, height):
@@ -184,6 +182,26 @@ def start_box(box, width, height):
         return _whole(width, height, "unusable face box")
     centre = np.array([(x0 + x1 - 1) / 2.0, (y0 + y1 - 1) / 2.0 + START_DROP * side])
     return _square(centre, FACE_BOX_SIDE * START_FACE_SIZE * side / 2.0, 0.0)
+
+
+def face_size(points):
+    """The face size of five points (pixels): hypot of the inter-ocular and eye-to-mouth distances."""
+    points = np.asarray(points, dtype=np.float64)
+    eyes = points[RIGHT_EYE] - points[LEFT_EYE]
+    eyes_to_mouth = (points[3] + points[4] - points[LEFT_EYE] - points[RIGHT_EYE]) / 2.0
+    return float(np.hypot(np.hypot(*eyes), np.hypot(*eyes_to_mouth)))
+
+
+def box_from_points(points):
+    """The face box (x0, y0, x1, y1), half-open pixels, that a detector of MTCNN's tightness would
+    draw around five true points: start_box's rule run backwards (width = face size /
+    START_FACE_SIZE, centre START_DROP widths above the points' mean), so that start_box of it is
+    the region the points themselves call for. The "true box" the detection benchmark starts from."""
+    points = np.asarray(points, dtype=np.float64)
+    side = face_size(points) / START_FACE_SIZE
+    cx, cy = points.mean(axis=0) - [0.0, START_DROP * side]
+    x0, y0 = cx - side / 2.0 + 0.5, cy - side / 2.0 + 0.5
+    return (float(x0), float(y0), float(x0 + side), float(y0 + side))
 
 
 def level2_box(rule, predicted, width, height):

@@ -120,6 +120,16 @@ def export_net(deploy, weights, out_dir, check_inputs, calibration_inputs, echo=
     return record
 
 
+def onnx_net(deploy, weights, out_dir):
+    """The float ONNX file of one level (folded, then landmarks.deploy.onnx_export) in out_dir,
+    without the other formats and checks of export_net: what a tool needs to run a level in ONNX
+    Runtime from a caffemodel it was given. Returns the .onnx path."""
+    out_dir = Path(out_dir)
+    folded = [str(out_dir / name) for name in FOLDED]
+    fold.fold_model(deploy, weights, *folded)
+    return onnx_export.export_onnx(*folded, out_dir / ONNX)
+
+
 def format_record(name, record):
     """A few lines on one exported net: sizes and agreement."""
     lines = [f"{name}: original {record['source']['bytes']:,} bytes; folded "

@@ -1,11 +1,13 @@
 """Owns the ONNX form of a folded Caffe deploy model (landmarks.deploy.fold's output), built with the
 `onnx` package, and its int8 version through onnxruntime's static quantisation.
 
-The graph has one input `data` (N x 3 x S x S float32, N free) and one output named after the
-Caffe output blob (`fc2`). Layers covered: Input, Convolution (any group), ReLU (with
-negative_slope), Eltwise (SUM with coefficients, PROD, MAX), InnerProduct, Pooling (MAX/AVE),
-Dropout (dropped), Split (aliases), BatchNorm + Scale left unfolded. Anything else is refused
-by name. Caffe's in-place blobs become fresh ONNX value names, so the graph is in SSA form.
+`to_onnx` (the landmark nets): one input `data` (N x 3 x S x S float32, N free) and one output
+named after the Caffe output blob (`fc2`). `graph_to_onnx` (any covered net, e.g. MTCNN's): the
+input and every terminal blob under their Caffe names, N, H and W free. Layers covered: Input
+(or old-style `input:` fields), Convolution (any group), ReLU (with negative_slope), PReLU,
+Eltwise (SUM with coefficients, PROD, MAX), InnerProduct, Pooling (global MAX/AVE; windowed MAX,
+rounded up as Caffe does), Softmax, Slice, Concat, Dropout (dropped), Split (aliases), BatchNorm
++ Scale left unfolded. Anything else is refused by name. Caffe's in-place blobs become fresh ONNX value names, so the graph is in SSA form.
 """
 import contextlib
 import io
@@ -41,6 +43,7 @@ class _Builder:
     def __init__(self, onnx):
         self.onnx, self.helper = onnx, onnx.helper
         self.nodes, self.inits, self.current, self.count = [], [], {}, 0
+        self.rank = {}  # Caffe blob -> its number of axes (PReLU's slope shape depends on it)
 
     def fresh(self, name):
         self.count += 1
@@ -48,6 +51,10 @@ class _Builder:
 
     def const(self, name, array):
         self.inits.append(self.onnx.numpy_helper.from_array(np.asarray(array, dtype=np.float32), name))
+        return name
+
+    def int_const(self, name, values):
+        self.inits.append(self.onnx.numpy_helper.from_array(np.asarray(values, dtype=np.int64), name))
         return name
 
     def node(self, op, inputs, top, name, **attrs):
@@ -117,60 +124,163 @@ def _scale(b, layer, params, x):
     return out
 
 
-def to_onnx(deploy, weights, output=None):
-    """An onnx.ModelProto of a deploy prototxt + caffemodel (best: landmarks.deploy.fold's output)."""
-    import onnx
+def _prelu(b, layer, params, x):
+    slope = params[layer.name][0].reshape(-1)
+    if b.rank.get(layer.bottom[0], 4) == 4:
+        slope = slope.reshape(-1, 1, 1)  # ONNX broadcasts from the right: one slope per channel
+    return b.node("PRelu", [x, b.const(f"{layer.name}.slope", slope)], layer.top[0], layer.name)
 
-    net, params = read_net(deploy), read_weights(weights)
+
+def _pooling(b, layer, x):
+    p = layer.pooling_param
+    if p.global_pooling:
+        return b.node("GlobalMaxPool" if p.pool == 0 else "GlobalAveragePool", [x], layer.top[0], layer.name)
+    if p.pool != 0:
+        raise ModelError(f"Pooling {layer.name}: only MAX (or global) pooling is exported; Caffe's average over "
+                         "windows that overhang the input has no ONNX equal")
+    kernel = _pair([p.kernel_size] if p.kernel_size else [], (p.kernel_h, p.kernel_w), 1)
+    stride = _pair([p.stride] if p.HasField("stride") else [], (p.stride_h, p.stride_w), 1)
+    pad = _pair([p.pad] if p.pad else [], (p.pad_h, p.pad_w), 0)
+    # Caffe rounds a pooled size up (the last window may overhang the input): ceil_mode
+    return b.node("MaxPool", [x], layer.top[0], layer.name, kernel_shape=kernel, strides=stride,
+                  pads=[pad[0], pad[1], pad[0], pad[1]], ceil_mode=1)
+
+
+def _slice(b, layer, x):
+    p = layer.slice_param
+    axis = int(p.axis if p.HasField("axis") else p.slice_dim if p.HasField("slice_dim") else 1)
+    if len(p.slice_point) != len(layer.top) - 1:
+        raise ModelError(f"Slice {layer.name}: exported only with a slice_point per cut "
+                         f"({len(layer.top)} tops, {len(p.slice_point)} points)")
+    edges = [0] + [int(v) for v in p.slice_point] + [2 ** 62]
+    for k, top in enumerate(layer.top):
+        bounds = [b.int_const(f"{layer.name}.{which}{k}", [value]) for which, value in
+                  (("start", edges[k]), ("end", edges[k + 1]), ("axis", axis))]
+        b.node("Slice", [x] + bounds, top, f"{layer.name}/{k}")
+        b.rank[top] = b.rank.get(layer.bottom[0], 4)
+
+
+def _layer(b, layer, params, ins, source):
+    """Appends one Caffe layer's ONNX nodes (its tops then name their values)."""
+    if layer.type in ("Convolution", DEPTHWISE_TYPE):
+        _convolution(b, layer, params, ins[0])
+    elif layer.type == "ReLU":
+        slope = float(layer.relu_param.negative_slope)
+        if slope:
+            b.node("LeakyRelu", ins, layer.top[0], layer.name, alpha=slope)
+        else:
+            b.node("Relu", ins, layer.top[0], layer.name)
+    elif layer.type == "PReLU":
+        _prelu(b, layer, params, ins[0])
+    elif layer.type == "Eltwise":
+        _eltwise(b, layer, ins)
+    elif layer.type == "InnerProduct":
+        _inner_product(b, layer, params, ins[0])
+        b.rank[layer.top[0]] = 2
+    elif layer.type == "Pooling":
+        _pooling(b, layer, ins[0])
+    elif layer.type == "Softmax":
+        axis = int(layer.softmax_param.axis)
+        b.node("Softmax", ins, layer.top[0], layer.name, axis=axis)  # opset 13: over that one axis, as Caffe
+    elif layer.type == "Slice":
+        _slice(b, layer, ins[0])
+    elif layer.type == "Concat":
+        b.node("Concat", ins, layer.top[0], layer.name, axis=int(layer.concat_param.axis))
+    elif layer.type in ("Dropout", "Split"):
+        for top in layer.top:
+            b.current[top] = ins[0]
+    elif layer.type == "BatchNorm":
+        _batchnorm(b, layer, params, ins[0])
+    elif layer.type == "Scale" and len(layer.bottom) == 1:
+        _scale(b, layer, params, ins[0])
+    else:
+        raise ModelError(f"{source}: layer {layer.name or '(unnamed)'} of type {layer.type} is not exported to ONNX")
+    for top in layer.top:
+        b.rank.setdefault(top, b.rank.get(layer.bottom[0], 4) if layer.bottom else 4)
+
+
+def _named(net):
+    """The net's layers, each with a name (Caffe allows none; ONNX nodes and weights need one)."""
+    for k, layer in enumerate(net.layer):
+        if not layer.name:
+            layer.name = f"{layer.type.lower()}{k}"
+    return net
+
+
+def _build(onnx, net, params, input_name, source):
+    """A _Builder holding every layer of `net` after its input (named input_name in the graph),
+    and the Caffe blobs in the order they were produced."""
     b = _Builder(onnx)
     name, shape = _input_shape(net)
-    b.current[name] = "data"
-    graph_input = onnx.helper.make_tensor_value_info("data", onnx.TensorProto.FLOAT, ["N"] + shape[1:])
-    last = name
+    b.current[name], b.rank[name] = input_name, len(shape)
+    produced = []
     for layer in net.layer:
-        ins = [b.current[x] for x in layer.bottom] if layer.type != "Input" else []
         if layer.type == "Input":
             continue
-        if layer.type in ("Convolution", DEPTHWISE_TYPE):
-            _convolution(b, layer, params, ins[0])
-        elif layer.type == "ReLU":
-            slope = float(layer.relu_param.negative_slope)
-            if slope:
-                b.node("LeakyRelu", ins, layer.top[0], layer.name, alpha=slope)
-            else:
-                b.node("Relu", ins, layer.top[0], layer.name)
-        elif layer.type == "Eltwise":
-            _eltwise(b, layer, ins)
-        elif layer.type == "InnerProduct":
-            _inner_product(b, layer, params, ins[0])
-        elif layer.type == "Pooling":
-            p = layer.pooling_param
-            if p.global_pooling:
-                b.node("GlobalMaxPool" if p.pool == 0 else "GlobalAveragePool", ins, layer.top[0], layer.name)
-            else:
-                raise ModelError(f"Pooling {layer.name}: only global pooling is exported")
-        elif layer.type in ("Dropout", "Split"):
-            for top in layer.top:
-                b.current[top] = ins[0]
-        elif layer.type == "BatchNorm":
-            _batchnorm(b, layer, params, ins[0])
-        elif layer.type == "Scale" and len(layer.bottom) == 1:
-            _scale(b, layer, params, ins[0])
-        else:
-            raise ModelError(f"{deploy}: layer {layer.name} of type {layer.type} is not exported to ONNX")
-        last = layer.top[0]
-    output = output or ("fc2" if "fc2" in b.current else last)
-    final = b.current[output]
-    # the graph output keeps the Caffe blob's name
-    b.nodes.append(onnx.helper.make_node("Identity", [final], [output], name=f"{output}/output"))
-    count = params[[l.name for l in net.layer if output in l.top][-1]][0].shape[0]
-    graph_output = onnx.helper.make_tensor_value_info(output, onnx.TensorProto.FLOAT, ["N", int(count)])
-    graph = onnx.helper.make_graph(b.nodes, net.name or "landmarks", [graph_input], [graph_output], b.inits)
+        missing = [x for x in layer.bottom if x not in b.current]
+        if missing:
+            raise ModelError(f"{source}: layer {layer.name} reads {missing[0]}, which nothing before it writes")
+        _layer(b, layer, params, [b.current[x] for x in layer.bottom], source)
+        produced += [top for top in layer.top if top not in produced]
+    return b, name, shape, produced
+
+
+def _model(onnx, b, name, inputs, outputs):
+    graph = onnx.helper.make_graph(b.nodes, name, inputs, outputs, b.inits)
     model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", OPSET)],
                                    producer_name="landmarks.deploy.onnx_export")
     model.ir_version = IR_VERSION
     onnx.checker.check_model(model)
     return model
+
+
+def _output(onnx, b, blob):
+    """The graph output of Caffe blob `blob`, under the blob's own name."""
+    b.nodes.append(onnx.helper.make_node("Identity", [b.current[blob]], [blob], name=f"{blob}/output"))
+
+
+def to_onnx(deploy, weights, output=None):
+    """An onnx.ModelProto of a deploy prototxt + caffemodel (best: landmarks.deploy.fold's output):
+    input `data` (N free), one output (`output`, else fc2, else the last blob)."""
+    import onnx
+
+    net, params = _named(read_net(deploy)), read_weights(weights)
+    b, _, shape, produced = _build(onnx, net, params, "data", deploy)
+    output = output or ("fc2" if "fc2" in b.current else produced[-1])
+    _output(onnx, b, output)
+    count = params[[l.name for l in net.layer if output in l.top][-1]][0].shape[0]
+    return _model(onnx, b, net.name or "landmarks",
+                  [onnx.helper.make_tensor_value_info("data", onnx.TensorProto.FLOAT, ["N"] + shape[1:])],
+                  [onnx.helper.make_tensor_value_info(output, onnx.TensorProto.FLOAT, ["N", int(count)])])
+
+
+def graph_to_onnx(deploy, weights):
+    """Any deploy net this module covers as ONNX, its interface kept: the input under its Caffe
+    name with every dimension but the channels free (N, H, W), and every blob that no later layer
+    reads (MTCNN's probabilities, box offsets and points) a graph output under its Caffe name."""
+    import onnx
+
+    net, params = _named(read_net(deploy)), read_weights(weights)
+    name = _input_shape(net)[0]
+    b, name, shape, produced = _build(onnx, net, params, name, deploy)
+    read = {x for layer in net.layer for x in layer.bottom if x not in layer.top}
+    terminal = [blob for blob in produced if blob not in read and blob != name]
+    for blob in terminal:
+        _output(onnx, b, blob)
+    free = ["N", int(shape[1]), "H", "W"][:len(shape)]
+    # the input keeps its Caffe name: its value is that name until the first layer renames it
+    return _model(onnx, b, net.name or "net",
+                  [onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, free)],
+                  [onnx.helper.make_tensor_value_info(blob, onnx.TensorProto.FLOAT, ["N"] + [None] * (b.rank[blob] - 1))
+                   for blob in terminal])
+
+
+def export_graph(deploy, weights, out_path):
+    """Writes graph_to_onnx's model (through a temporary name); returns out_path."""
+    from landmarks.common.atomic import write_bytes
+
+    write_bytes(out_path, graph_to_onnx(deploy, weights).SerializeToString())
+    return out_path
 
 
 def export_onnx(deploy, weights, out_path):

@@ -11,7 +11,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from landmarks.conventions.images import ImageError, read_bgr
-from landmarks.runtime.mtcnn import POINT_MODES, MTCNN
+from landmarks.deploy.mtcnn_onnx import detector as open_detector
+from landmarks.deploy.mtcnn_onnx import detector_backend
+from landmarks.runtime.mtcnn import POINT_MODES
 
 LABELS = {"onet": "MTCNN v1 (O-Net)", "lnet": "MTCNN v2 (+ L-Net)"}
 SOURCES = {"detected": "its detection", "box": "given box"}
@@ -40,7 +42,7 @@ def mtcnn_rows(paths, truths, boxes=None, backend="caffe", progress=None):
     dataset's face boxes (N, 4) half-open pixels, or None. progress: called once per image."""
     count = len(paths)
     rows = {}
-    detectors = {mode: MTCNN(backend=backend, points=mode) for mode in POINT_MODES}
+    detectors = {mode: open_detector(detector_backend(backend), points=mode) for mode in POINT_MODES}
     sources = ("detected", "box") if boxes is not None else ("detected",)
     for mode in POINT_MODES:
         for source in sources:

@@ -14,9 +14,9 @@ landmarks.runtime.inference.Cascade asks of it.
 | `ncnn` | .ncnn.param, .ncnn.bin | ncnn's Python binding, fp32 throughout |
 
 `load(backend, files)` opens one, `load_exported(name, level_dir)` one from an export folder, and
-`load_graph(backend, deploy, weights)` a net with several named outputs and any input shape
-(MTCNN's, `run(batch, outputs)`)
-(files found by name beside its export.json, so the folder can move); `unavailable(backend)` says why a runtime cannot be used
+(files found by name beside its export.json, so the folder can move), and
+`load_graph(backend, *files)` a net with several named outputs and any input shape (MTCNN's,
+`run(batch, outputs)`: Caffe files in caffe and opencv, an .onnx in onnxruntime); `unavailable(backend)` says why a runtime cannot be used
 here (None when it can), so that callers skip it with that reason.
 """
 import importlib.util
@@ -248,19 +248,47 @@ class OpenCVGraph:
         return [np.array(out) for out in self.net.forward(list(outputs))]
 
 
-GRAPH_BACKENDS = {"caffe": CaffeGraph, "opencv": OpenCVGraph}
+class OnnxGraph:
+    """The same from an .onnx file whose input and outputs keep the Caffe blob names (as
+    landmarks.deploy.onnx_export.graph_to_onnx writes them), in ONNX Runtime on the CPU."""
+    backend = "onnxruntime"
+
+    def __init__(self, path, threads=None):
+        import onnxruntime as ort
+
+        check_model_files(path)
+        self.path = str(path)
+        options = ort.SessionOptions()
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")  # as OnnxNet
+        if threads:
+            options.intra_op_num_threads = int(threads)
+        self.session = ort.InferenceSession(self.path, options, providers=["CPUExecutionProvider"])
+        self.input = self.session.get_inputs()[0].name
+
+    def run(self, batch, outputs):
+        if not np.asarray(batch).shape[0]:
+            raise ValueError(f"{self.path}: an empty batch")
+        return self.session.run(list(outputs), {self.input: np.ascontiguousarray(batch, dtype=np.float32)})
 
 
-def load_graph(backend, deploy, weights):
+GRAPH_BACKENDS = {"caffe": CaffeGraph, "opencv": OpenCVGraph, "onnxruntime": OnnxGraph}
+GRAPH_FILES = {"caffe": ("deploy prototxt", "caffemodel"), "opencv": ("deploy prototxt", "caffemodel"),
+               "onnxruntime": (".onnx",)}
+
+
+def load_graph(backend, *files):
     """A net with named outputs and a free input shape (`run(batch, outputs) -> [arrays]`), in
-    `backend` (caffe or opencv: the Caffe files as they are)."""
+    `backend`: caffe or opencv from (deploy, weights), the Caffe files as they are; onnxruntime
+    from (onnx,)."""
     if backend not in GRAPH_BACKENDS:
-        raise ValueError(f"backend {backend!r} cannot run Caffe files as they are; choose from "
-                         f"{', '.join(GRAPH_BACKENDS)}")
+        raise ValueError(f"backend {backend!r} cannot run these nets; choose from {', '.join(GRAPH_BACKENDS)}")
     reason = unavailable(backend)
     if reason:
         raise ValueError(reason)
-    return GRAPH_BACKENDS[backend](deploy, weights)
+    if len(files) != len(GRAPH_FILES[backend]):
+        raise ValueError(f"backend {backend} runs a net from {' + '.join(GRAPH_FILES[backend])}, "
+                         f"got {len(files)} file(s)")
+    return GRAPH_BACKENDS[backend](*files)
 
 
 def load_exported(name, level_dir):

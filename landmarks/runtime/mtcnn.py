@@ -2,8 +2,9 @@
 project: the face detector (P-Net over an image pyramid, R-Net, O-Net: NMS, box regression and
 squaring as the authors' detect_face.m does them, vectorised in NumPy), O-Net's five points
 (v1: averaged with O-Net's answer on the mirrored crop), and v2's per-point refinement (L-Net:
-a patch around each point), on any backend that runs Caffe files as they are
-(landmarks.runtime.backends.load_graph: our Caffe by default, or OpenCV's dnn).
+a patch around each point), on any graph backend (landmarks.runtime.backends.load_graph: our
+Caffe by default, OpenCV's dnn, or ONNX Runtime on the nets converted by
+landmarks.deploy.mtcnn_onnx).
 
 MTCNN's input convention is its own and is owned here (the nets were trained through MATLAB's
 Caffe): RGB, (pixel - 127.5) / 128, the image transposed (C x W x H). The reference indexes
@@ -49,9 +50,12 @@ class Face:
         return self.box[2] - self.box[0]
 
 
-def net_files(model_dir=MODEL_DIR):
-    """{net: (prototxt, caffemodel)} of the four nets in model_dir."""
+def net_files(model_dir=MODEL_DIR, backend="caffe"):
+    """{net: files} of the four nets in model_dir: (prototxt, caffemodel), or for onnxruntime
+    (detN.onnx,) (landmarks.deploy.mtcnn_onnx writes them from the Caffe files)."""
     model_dir = Path(model_dir)
+    if backend == "onnxruntime":
+        return {net: (model_dir / f"{stem}.onnx",) for net, stem in NETS.items()}
     return {net: (model_dir / f"{stem}.prototxt", model_dir / f"{stem}.caffemodel") for net, stem in NETS.items()}
 
 
@@ -134,7 +138,9 @@ def crops(image, boxes, size):
 
 
 class MTCNN:
-    """The detector and its points. backend: 'caffe' (our build) or 'opencv'; points: 'onet'
+    """The detector and its points. backend: 'caffe' (our build) or 'opencv' with model_dir
+    holding the Caffe files, or 'onnxruntime' with model_dir holding detN.onnx (use
+    landmarks.deploy.mtcnn_onnx.detector, which converts the shipped models once); points: 'onet'
     (v1) or 'lnet' (v2: O-Net, then L-Net on a patch around each point)."""
 
     def __init__(self, model_dir=MODEL_DIR, backend="caffe", min_face=MIN_FACE, thresholds=THRESHOLDS,
@@ -143,7 +149,7 @@ class MTCNN:
             raise ValueError(f"unknown MTCNN point mode {points!r}; choose from {', '.join(POINT_MODES)}")
         if min_face < CELL:
             raise ValueError(f"the smallest face MTCNN can find is {CELL} pixels, got {min_face}")
-        files = net_files(model_dir)
+        files = net_files(model_dir, backend)
         needed = ("pnet", "rnet", "onet") + (("lnet",) if points == "lnet" else ())
         self.nets = {name: load_graph(backend, *files[name]) for name in needed}
         self.backend, self.min_face, self.thresholds, self.factor = backend, min_face, tuple(thresholds), factor

@@ -144,3 +144,18 @@ def test_a_turned_box_is_drawn_turned():
             assert drawn[max(0, y - 1):y + 2, max(0, x - 1):x + 2].max() > 0
     plain = crop.crop_box(face, 200, 160)
     assert draw_box(np.zeros((160, 200, 3), np.uint8), plain)[plain.y0, plain.x0 + 3, 2] > 0
+
+
+def test_box_from_points_is_start_box_run_backwards():
+    from landmarks.conventions.crop import FACE_BOX_SIDE, box_from_points, face_box, face_size, start_box
+
+    points = np.array([[120.0, 140.0], [180.0, 138.0], [150.0, 175.0], [128.0, 205.0], [175.0, 203.0]])
+    box = box_from_points(points)
+    side = face_size(points) / 0.66
+    assert box[2] - box[0] == pytest.approx(side) and box[3] - box[1] == pytest.approx(side)
+    start, upright = start_box(box, 1000, 1000), face_box(points, 1000, 1000)
+    # the region the box calls for is the one the points call for (same centre and side, to rounding)
+    assert abs(start.width - FACE_BOX_SIDE * face_size(points)) <= 1
+    assert abs((start.x0 + start.x1) / 2 - (upright.x0 + upright.x1) / 2) <= 1
+    assert abs((start.y0 + start.y1) / 2 - (upright.y0 + upright.y1) / 2) <= 1
+    assert (start.x0 + start.x1 - 1) / 2 == pytest.approx(points[:, 0].mean(), abs=1)
