@@ -1,7 +1,9 @@
 """Helpers several test modules share (pytest puts tests/ on the import path): real Caffe nets
-built to output fixed points, and the coloured discs that stand for the five points in
-drawn test images."""
+built to output fixed points, run folders holding given models as finished stages leave them,
+and the coloured discs that stand for the five points in drawn test images."""
+import json
 import os
+import shutil
 from pathlib import Path
 
 import caffe
@@ -48,6 +50,29 @@ def fixed_output_models(folder):
     """[(deploy, weights)] of level 1 (outputs LEVEL1_OUT) and level 2 (LEVEL2_OUT)."""
     return [(str(DEPLOY[level]), fixed_output_net(level, out, Path(folder) / f"level{level}.caffemodel"))
             for level, out in ((1, LEVEL1_OUT), (2, LEVEL2_OUT))]
+
+
+def finished_run_folder(run, models):
+    """A run folder `run` holding [(deploy, weights)] of level 1 (and level 2) as finished stages
+    leave them (workflow.runs takes them): each level's deploy.prototxt, train.json "done",
+    stage.json with the fingerprints workflow.provenance checks; level 2 made from this level 1
+    and its (empty) crops manifest. Returns `run`."""
+    from workflow.provenance import fingerprint
+
+    run = Path(run)
+    for level, (deploy, weights) in enumerate(models, start=1):
+        folder = run / f"level{level}"
+        folder.mkdir(parents=True, exist_ok=True)
+        shutil.copy(deploy, folder / "deploy.prototxt")
+        (folder / "train.json").write_text(json.dumps({"status": "done", "final_weights": str(weights)}))
+        stage = {"outputs": {"weights": fingerprint(weights), "deploy": fingerprint(folder / "deploy.prototxt")}}
+        if level == 2:
+            (folder / "data").mkdir(exist_ok=True)
+            (folder / "data" / "manifest.json").write_text("{}")
+            stage["made_from"] = {"inputs": {"level1_weights": fingerprint(models[0][1]),
+                                             "crops": fingerprint(folder / "data" / "manifest.json")}}
+        (folder / "stage.json").write_text(json.dumps(stage))
+    return run
 
 
 def colour_blobs(patch, threshold=40, min_pixels=1, weighted=True):

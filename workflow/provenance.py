@@ -5,8 +5,9 @@ the upstream files it read, the settings that decide its result and the Caffe bu
 `outputs` block with the fingerprints of what it wrote. A later stage compares what it is
 about to use with those records and refuses, naming the input and why, when they differ
 (`WorkflowError` in the workflow). A stage that starts again first forgets the results that
-depend on it (`forget`), so a failed or interrupted rerun leaves nothing of the old run that
-the report could show beside the new one.
+depend on it (`forget`), report.md among them, so a failed or interrupted rerun leaves nothing
+of the old run that the report could show beside the new one. `unfinished` says why a level's
+models are not those of a finished stage (workflow.runs refuses them).
 """
 import hashlib
 import json
@@ -16,9 +17,10 @@ from pathlib import Path
 OWNED = {
     "level1": ("metrics.json", "timing.json", "plots/per_point.png", "plots/histograms.png", "plots/ced.png",
                "plots/worst.png", "plots/network.png", "level1/stage.json", "level1/predictions.txt",
-               "level1/predictions.skipped.json", "level2/stage.json"),
-    "level2": ("timing.json", "level2/stage.json", "level2/predictions.txt", "level2/predictions.skipped.json"),
-}
+               "level1/predictions.skipped.json", "level2/stage.json", "report.md"),
+    "level2": ("timing.json", "level2/stage.json", "level2/predictions.txt", "level2/predictions.skipped.json",
+               "report.md"),
+}  # report.md: rewritten when the stage finishes, and by `make report`
 # The options of data_prep.level2's manifest that must match the run's settings.
 CROP_OPTIONS = {"thresh": "thresh", "size": "input_size", "limit": "limit", "seed": "seed", "split": "split",
                 "variant": "variant", "train_crops": "train_crops"}
@@ -97,6 +99,28 @@ def _sha(record, *keys):
     for key in keys:
         record = (record or {}).get(key)
     return record
+
+
+def unfinished(run_dir, level, deploy, weights):
+    """Why `level`'s models in run_dir (the deploy and weights its train.json names) are not
+    those of a finished stage, or '': its training ended "done", its stage.json records the
+    stage's end, and the files are still those the stage finished with."""
+    folder = Path(run_dir) / level
+    status = (_read(folder / "train.json") or {}).get("status")
+    if status != "done":
+        return f"its last training did not finish (train.json status: {status})"
+    stage = _read(folder / "stage.json")
+    if not stage:
+        return "its last run did not finish (no stage.json: interrupted or failed after training)"
+    for name, path in (("weights", weights), ("deploy", deploy)):
+        recorded = _sha(stage, "outputs", name, "sha256")
+        if recorded is None and name == "deploy":
+            continue  # stage records from before the deploy was fingerprinted
+        if not Path(path).is_file():
+            return f"{path} is missing"
+        if recorded != fingerprint(path)["sha256"]:
+            return f"{path} is not the {name} file its finished run wrote"
+    return ""
 
 
 def stale_level2(run_dir):

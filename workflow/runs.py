@@ -1,7 +1,8 @@
 """Owns which models the tools run: those of a finished run folder (runs/<name>/: each
 level's `train.json`, written by landmarks.train.driver, names its final weights, and the level's
-`deploy.prototxt` sits beside it; a level 2 not made from the run's current level 1
-(workflow.provenance) is refused rather than paired with it), those given file by file
+`deploy.prototxt` sits beside it; `run_models` alone decides them, and refuses a level whose
+training or stage was interrupted or failed, and a level 2 not made from the run's current
+level 1 (workflow.provenance), rather than pair them), those given file by file
 (--l1, --l2), or, when neither is given, the shipped ones in models/mtfl/
 (SHIPPED_MODELS_ENV moves that folder, for tests); and which cascade recipe runs them
 (landmarks.runtime.inference.RECIPES): `--recipe`, else the one their schedule trained for (a run's
@@ -20,34 +21,62 @@ SHIPPED_FILES = {"level1": ("level1_deploy.prototxt", "level1.caffemodel"),
                  "level2": ("level2_deploy.prototxt", "level2.caffemodel")}
 
 
-def run_models(run_dir):
-    """{"level1": (deploy, weights), "level2": (deploy, weights) or None} of a run folder.
-    FileNotFoundError, naming the file, when level 1 is missing or a level has no weights."""
-    run_dir = Path(run_dir)
-    models = {}
-    for level in LEVELS:
-        folder = run_dir / level
-        record_path = folder / "train.json"
-        if not record_path.exists():
-            models[level] = None
-            continue
+class UnfinishedRun(FileNotFoundError):
+    """A run folder's models that must not be used: missing, interrupted, or mixed (a
+    FileNotFoundError, which the tools already turn into one line and exit status 2)."""
+
+
+def _rerun(run_dir, level):
+    run = Path(run_dir).name
+    if level == "level1":
+        return f"run `make level1 RUN={run}` again (RESUME=1 continues an interrupted training)"
+    return f"run `make crops RUN={run}` and `make level2 RUN={run}` again"
+
+
+def finished_level(run_dir, level):
+    """(deploy, weights) of `level` in run_dir as its finished stage left them, or None when
+    it was never trained (no train.json). UnfinishedRun, naming the folder and what to
+    run again, when its training or its stage did not finish or its files changed since."""
+    folder = Path(run_dir) / level
+    record_path = folder / "train.json"
+    if not record_path.exists():
+        return None
+    try:
         record = json.loads(record_path.read_text())
-        weights = record.get("final_weights")
-        if not weights:
-            raise FileNotFoundError(f"{record_path}: no final weights (training status: {record.get('status')})")
-        weights = Path(weights)
-        if not weights.is_absolute() and not weights.exists():
-            weights = folder / weights
-        models[level] = (folder / "deploy.prototxt", weights)
+    except ValueError:
+        raise UnfinishedRun(f"{record_path}: not a training record (JSON); {_rerun(run_dir, level)}") from None
+    weights = record.get("final_weights")
+    if not weights:
+        raise UnfinishedRun(f"{record_path}: no final weights (training status: {record.get('status')}); "
+                            f"{_rerun(run_dir, level)}")
+    weights = Path(weights)
+    if not weights.is_absolute() and not weights.exists():
+        weights = folder / weights
+    deploy = folder / "deploy.prototxt"
+    from workflow.provenance import unfinished
+
+    problem = unfinished(run_dir, level, deploy, weights)
+    if problem:
+        raise UnfinishedRun(f"{folder}: {problem}; {_rerun(run_dir, level)}")
+    return deploy, weights
+
+
+def run_models(run_dir):
+    """{"level1": (deploy, weights), "level2": (deploy, weights) or None} of a run folder: the one
+    place that decides a run folder's current models. UnfinishedRun (a FileNotFoundError),
+    naming the folder and what to run again, when level 1 is missing, when a level's training
+    or stage was interrupted or failed, or when level 2 was not made from the current level 1."""
+    run_dir = Path(run_dir)
+    models = {level: finished_level(run_dir, level) for level in LEVELS}
     if models["level1"] is None:
-        raise FileNotFoundError(f"{run_dir}/level1/train.json: missing; train level 1 first")
-    if models["level2"] is not None and (run_dir / "level1" / "stage.json").exists():
+        raise UnfinishedRun(f"{run_dir}/level1/train.json: missing; train level 1 first "
+                            f"(`make level1 RUN={run_dir.name}`)")
+    if models["level2"] is not None:
         from workflow.provenance import stale_level2
 
         stale = stale_level2(run_dir)  # never pair a level 2 with a level 1 it was not made from
         if stale:
-            raise FileNotFoundError(f"{run_dir}/level2: {stale}; run `make crops` and `make level2` again, "
-                                    "or name the models with --l1/--l2")
+            raise UnfinishedRun(f"{run_dir}/level2: {stale}; {_rerun(run_dir, 'level2')}")
     return models
 
 

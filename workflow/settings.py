@@ -74,8 +74,15 @@ class Settings:
             raise WorkflowError(f"AUG must be >= 0 copies (or -1: the schedule's), got {s.augment}")
         if s.format not in ("hdf5", "lmdb"):
             raise WorkflowError(f"FORMAT must be hdf5 or lmdb, got {s.format!r}")
+        if s.variant not in ("wild", "align"):
+            raise WorkflowError(f"--variant must be wild or align, got {s.variant!r}")
+        if s.split not in ("official", "random"):
+            raise WorkflowError(f"--split must be official or random, got {s.split!r}")
         s.dataset_format = dataset_format(s)
-        problems = checks.settings_problems(s)  # before any work, and before settings.json records them
+        # before any work, and before settings.json records them: a GPU this build lacks is
+        # refused here, not by the training driver after data prep and a rewritten settings.json
+        problems = checks.settings_problems(s) + [checks.gpu_problem(s.gpu, gpus)]
+        problems = [problem for problem in problems if problem]
         if problems:
             raise WorkflowError("; ".join(problems))
         return s

@@ -21,6 +21,7 @@ from landmarks.nets.solvers import get_schedule
 from workflow import provenance
 from workflow.data import load_dataset, prepare_level1_data, python_module, test_iter
 from workflow.report import network_diagram, write_report
+from workflow.runs import UnfinishedRun, finished_level
 from workflow.settings import (SPLITS, WorkflowError, augment_args, dataset_path, read_json, recipe, record_settings,
                                record_split, run_dir, scaled_schedule)
 
@@ -196,7 +197,7 @@ def level1(settings):
               "skipped_images": len(skipped), "deploy": str(deploy), "weights": weights}
     write_json(out / "stage.json", provenance.stage_record(
         record, settings, {"data": Path(data_dir) / "manifest.json"},
-        {"weights": weights, "predictions": out / "predictions.txt"}))
+        {"weights": weights, "deploy": deploy, "predictions": out / "predictions.txt"}))
     write_report(run_dir(settings))
     _print_summary(settings)
     return summaries
@@ -233,9 +234,13 @@ def level2(settings):
     data_dir = out / "data"
     if not (data_dir / "manifest.json").exists():
         raise WorkflowError(f"{data_dir} has no level-2 data: run `make crops RUN={settings.run}` first")
-    stage1 = read_json(run_dir(settings) / "level1" / "stage.json")
-    if not stage1:
-        raise WorkflowError(f"level 1 of run {settings.run} is not finished: run `make level1` first")
+    try:  # the level 1 the tools would pair it with (workflow.runs decides), or none
+        level1_model = finished_level(run_dir(settings), "level1")
+    except UnfinishedRun as exc:
+        raise WorkflowError(str(exc)) from None
+    if level1_model is None:
+        raise WorkflowError(f"level 1 of run {settings.run} is not trained: run `make level1 RUN={settings.run}` first")
+    level1_model = tuple(map(str, level1_model))
     stale = provenance.crops_problems(run_dir(settings), settings)
     if stale:
         raise WorkflowError(f"{data_dir} cannot be used: {'; '.join(stale)}. "
@@ -254,8 +259,7 @@ def level2(settings):
     for name, points in zip(first.names, first.points):
         width, height, _, _ = probe(dataset.image_path(name))
         level1_pred[name] = (np.asarray(points, dtype=np.float64).reshape(5, 2), (width, height))
-    cascade, skipped = _cascade_predictions(dataset, level1_pred, stage1["deploy"], stage1["weights"], deploy, weights,
-                                             settings)
+    cascade, skipped = _cascade_predictions(dataset, level1_pred, *level1_model, deploy, weights, settings)
     names = [e.name for e in dataset.entries if e.name in cascade]
     _save_predictions(out / "predictions.txt", names, [cascade[n][0] for n in names], skipped)
     cascade_pred = {n: (cascade[n][0], level1_pred[n][1]) for n in names}
@@ -283,13 +287,13 @@ def level2(settings):
                        figures / "worst.png", "Worst test images after the cascade (green truth, red level 1, blue level 2)")
     plots.error_histograms({f"cascade, {s}": errors[s][5] for s in ("train", "test") if s in errors},
                            figures / "histograms.png", "Cascade: per-image error, train and test")
-    _timing(settings, (stage1["deploy"], stage1["weights"]), (deploy, weights),
+    _timing(settings, level1_model, (deploy, weights),
             [dataset.image_path(n) for n in names[:32]])
     record = {"seconds": round(time.time() - started, 1), "predictions": str(out / "predictions.txt"),
               "skipped_images": len(skipped), "deploy": str(deploy), "weights": weights}
     write_json(out / "stage.json", provenance.stage_record(
-        record, settings, {"level1_weights": stage1["weights"], "crops": data_dir / "manifest.json"},
-        {"weights": weights, "predictions": out / "predictions.txt"}))
+        record, settings, {"level1_weights": level1_model[1], "crops": data_dir / "manifest.json"},
+        {"weights": weights, "deploy": deploy, "predictions": out / "predictions.txt"}))
     write_report(run_dir(settings))
     _print_summary(settings)
     return summaries

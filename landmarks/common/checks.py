@@ -1,7 +1,7 @@
 """Owns checking what the user gave before any work starts, and saying what went wrong with
-the disk in one line: run names, the workflow's numeric options, output folders that must be
-writable, and OSErrors (full disk, read-only folder) turned into "no space left on <path>" /
-"cannot write <path>".
+the disk in one line: run names, the workflow's numeric options, the GPU choice (against what
+this Caffe build and machine have), output folders that must be writable, and OSErrors (full
+disk, read-only folder) turned into "no space left on <path>" / "cannot write <path>".
 
 Each check returns a message naming the option (its make variable and command-line flag) and
 what to do, or '' when the value is fine; the callers turn it into exit status 2.
@@ -43,6 +43,28 @@ def settings_problems(settings):
     if problem:
         problems.append(problem)
     return problems
+
+
+def gpu_problem(gpu, available=None):
+    """Why `gpu` ("" or None: CPU; "0", "0,1" or "all") cannot be trained on here, or ''.
+    available: how many GPUs this Caffe build sees (default: asks caffe_runtime)."""
+    from landmarks.common import caffe_runtime
+
+    if not gpu:
+        return ""
+    if gpu != "all" and not re.fullmatch(r"\d+(,\d+)*", gpu):
+        return f"GPU must be a device id, a comma-separated list or 'all', got {gpu!r}"
+    available = caffe_runtime.gpu_count() if available is None else available
+    if available == 0:
+        try:
+            build = caffe_runtime.build_info()["mode"]
+        except caffe_runtime.CaffeNotBuilt:
+            build = "not built"
+        return (f"GPU={gpu} asked for, but this Caffe build or machine has no GPU (build: {build}); "
+                "leave GPU empty for CPU")
+    if gpu != "all" and max(int(g) for g in gpu.split(",")) >= available:
+        return f"GPU={gpu}: this machine shows {available} GPU(s)"
+    return ""
 
 
 def _existing_parent(path):

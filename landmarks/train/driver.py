@@ -1,5 +1,6 @@
 """Owns running the real `caffe train`: the command line, the full log, a condensed live view,
-Ctrl-C (Caffe stops and snapshots), resuming from the newest .solverstate, and stopping on a
+Ctrl-C (Caffe stops and snapshots), Caffe dying with the driver (a SIGKILL of the driver
+never leaves it training on), resuming from the newest .solverstate, and stopping on a
 non-finite loss. What happened is recorded in `train.json` beside the log, including the
 final weights' path, so nothing has to be found later by reading the log.
 
@@ -7,17 +8,19 @@ The final weights are the last whole .caffemodel that THIS run wrote (Caffe logs
 writes; leftovers of earlier runs in snapshots/ are never picked), and `train.json` lists the
 snapshots checked whole (`landmarks.train.snapshots`) as they land: RESUME picks the newest of those.
 """
+import ctypes
 import math
 import os
 import re
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 from caffe.proto import caffe_pb2
 
-from landmarks.common import caffe_runtime
+from landmarks.common import caffe_runtime, checks
 from landmarks.common.atomic import write_json
 from landmarks.common.protoio import read_prototxt
 from landmarks.train import snapshots
@@ -117,18 +120,32 @@ _SOME_ERROR = re.compile(r"Error|error:|ERROR")
 
 
 def gpu_args(gpu):
-    """`caffe train` arguments for a GPU choice: None or "" (CPU), "0", "0,1" or "all"."""
-    if not gpu:
-        return []
-    if gpu != "all" and not re.fullmatch(r"\d+(,\d+)*", gpu):
-        raise TrainingError(f"GPU must be a device id, a comma-separated list or 'all', got {gpu!r}")
-    available = caffe_runtime.gpu_count()
-    if available == 0:
-        raise TrainingError(f"GPU={gpu} asked for, but this Caffe build or machine has no GPU "
-                            f"(build: {caffe_runtime.build_info()['mode']}); leave GPU empty for CPU")
-    if gpu != "all" and max(int(g) for g in gpu.split(",")) >= available:
-        raise TrainingError(f"GPU={gpu}: this machine shows {available} GPU(s)")
-    return ["-gpu", gpu]
+    """`caffe train` arguments for a GPU choice: None or "" (CPU), "0", "0,1" or "all"
+    (checked by landmarks.common.checks.gpu_problem, as the workflow checks it before any work)."""
+    problem = checks.gpu_problem(gpu)
+    if problem:
+        raise TrainingError(problem)
+    return ["-gpu", gpu] if gpu else []
+
+
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def _parent_death_signal():
+    """A function for Popen's preexec_fn that has the kernel SIGKILL the child when the driver
+    dies, however it dies (SIGKILL included, where no handler of ours runs); None off Linux.
+    prctl is looked up here, in the parent, so the child only makes the call."""
+    if not sys.platform.startswith("linux"):
+        return None
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+    parent = os.getpid()
+
+    def die_with_parent():
+        prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != parent:  # the driver died before the call: nobody would send the signal
+            os._exit(1)
+
+    return die_with_parent
 
 
 def _format_eta(seconds):
@@ -202,7 +219,7 @@ def train(solver_path, run_dir, resume=False, gpu=None, weights=None, echo=print
     with open(log_path, "a" if state is not None else "w") as log:
         log.write(f"# {' '.join(command)}\n")
         proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                env=env, bufsize=1)
+                                env=env, bufsize=1, preexec_fn=_parent_death_signal())
         follower = LogFollower()
         try:
             for line in proc.stdout:

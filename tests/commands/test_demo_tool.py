@@ -1,7 +1,6 @@
 """tools/demo.py: where each set of points is drawn and in which colour. The nets are built to
 output fixed points (fc2 weights zero, its bias the points), so where level 1, the crop and
 level 2 land is known exactly."""
-import json
 import shutil
 import subprocess
 import sys
@@ -13,7 +12,7 @@ import pytest
 from landmarks.conventions.crop import crop_box
 from landmarks.conventions.draw import COLOURS
 from landmarks.conventions.labels import as_rows, denormalise
-from support import LEVEL1_OUT, LEVEL2_OUT, ROOT, fixed_output_models
+from support import LEVEL1_OUT, LEVEL2_OUT, ROOT, finished_run_folder, fixed_output_models
 
 TOOL = ROOT / "tools" / "demo.py"
 WIDTH, HEIGHT = 360, 300
@@ -85,11 +84,7 @@ def test_without_truth_or_level2_and_a_bad_image(models, image, tmp_path):
 
 
 def test_run_folder_models(models, image, tmp_path):
-    run = tmp_path / "runs" / "x"
-    for level, (deploy, weights) in enumerate(models, start=1):
-        (run / f"level{level}").mkdir(parents=True)
-        shutil.copy(deploy, run / f"level{level}" / "deploy.prototxt")
-        (run / f"level{level}" / "train.json").write_text(json.dumps({"final_weights": weights}))
+    run = finished_run_folder(tmp_path / "runs" / "x", models)
     result = _demo(image, "--run", run)
     assert result.returncode == 0, result.stdout + result.stderr
     assert (run / "demo" / "face one_cascade.jpg").exists()

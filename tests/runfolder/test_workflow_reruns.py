@@ -1,17 +1,25 @@
-"""A run folder never lies (issue 11): a rerun of level 1 with other settings leaves nothing of
-the old cascade beside it, level 2 refuses crops made from an older level 1, settings are
-recorded only once accepted, and a second process on a run folder is turned away."""
+"""A run folder never lies (issues 11, 23): a rerun of level 1 with other settings leaves nothing
+of the old cascade beside it, an interrupted rerun leaves no mixed cascade for the tools and no
+stale report, level 2 refuses crops made from an older level 1, settings are recorded only once
+accepted (a GPU this build lacks included), and a second process on a run folder is turned away."""
 import json
 import os
+import shutil
+import signal
 import subprocess
 import sys
+import threading
+import time
+from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
 from landmarks.common.lock import RunFolderBusy, run_folder_lock
 from support import ROOT
-from workflow import stages
-from workflow.settings import Settings, WorkflowError, run_dir
+from landmarks.common import caffe_runtime
+from workflow import runs, stages
+from workflow.settings import Settings, WorkflowError, dataset_path, run_dir
 
 COUNT = 60
 
@@ -83,6 +91,8 @@ def test_refused_options_are_not_recorded(tmp_path):
     (["crops", "--thresh", "0"], "THRESH (--thresh) must be above 0"),
     (["level1", "--run", "../../escape"], "RUN (--run) must be a plain folder name"),
     (["report", "--run", "nonexistent-run"], "holds no run"),
+    (["level1", "--run", "test-no-such-gpu", "--count", "10", "--gpu", str(caffe_runtime.gpu_count())],
+     f"GPU={caffe_runtime.gpu_count()}"),
 ])
 def test_bad_options_end_in_one_line_and_status_2(tmp_path, args, message):
     proc = subprocess.run([sys.executable, "tools/run.py", *args], capture_output=True, text=True,
@@ -151,3 +161,124 @@ def test_tools_refuse_a_level2_made_from_another_level1(finished_run, tmp_path):
     (copy / "level2" / "stage.json").write_text(json.dumps(stage2))
     with pytest.raises(FileNotFoundError, match="made from an earlier level 1.*make crops"):
         runs.run_models(copy)
+
+
+def _copy_of(finished_run, root):
+    """(settings, run folder) of a copy of the finished run under `root`, to rerun in."""
+    settings, run = finished_run
+    copy = root / "runs" / run.name
+    shutil.copytree(run, copy)
+    return replace(settings, runs_root=str(root / "runs")), copy
+
+
+def _ctrl_c_once_training(log, timeout=120):
+    """A thread that sends this process SIGINT (a terminal's Ctrl-C) once `log` (rewritten
+    since now: not the earlier run's) shows Caffe iterating, so that it lands in the driver."""
+    started = time.time()
+
+    def training():
+        try:
+            return log.stat().st_mtime > started and "Iteration 1," in log.read_text(errors="replace")
+        except OSError:
+            return False
+
+    def wait_then_interrupt():
+        deadline = time.time() + timeout
+        while not training() and time.time() < deadline:
+            time.sleep(0.2)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    thread = threading.Thread(target=wait_then_interrupt, daemon=True)
+    thread.start()
+    return thread
+
+
+def _tools_refuse(settings, run, tmp_path, match):
+    """predict.py and ship_models.py --run refuse the run folder in one line naming it."""
+    images = sorted(str(p) for p in dataset_path(settings).rglob("*.jpg"))[:1]
+    assert images
+    for command in (["tools/predict.py", *images, "--run", str(run), "--out", str(tmp_path / "p.csv")],
+                    ["tools/ship_models.py", "--run", str(run), "--out", str(tmp_path / "shipped")]):
+        proc = subprocess.run([sys.executable, *command], capture_output=True, text=True, cwd=ROOT, timeout=120)
+        assert proc.returncode == 2, command[0] + proc.stdout + proc.stderr
+        assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+        assert str(run / "level1") in proc.stderr and match in proc.stderr, proc.stderr
+    assert not (tmp_path / "p.csv").exists() and not (tmp_path / "shipped").exists()
+
+
+@pytest.mark.slow
+def test_a_level1_rerun_stopped_by_ctrl_c_leaves_no_mixed_cascade(finished_run, tmp_path):
+    """Issue 23, wrong results 1 and 2: Ctrl-C during a level-1 rerun of a finished cascade.
+    The tools must not pair the half-trained level 1 with the old level 2, and report.md must
+    not show the forgotten results as done."""
+    settings, run = _copy_of(finished_run, tmp_path)
+    assert runs.run_models(run)["level2"] is not None and (run / "report.md").exists()
+    stopper = _ctrl_c_once_training(run / "level1" / "train.log")
+    with pytest.raises(KeyboardInterrupt, match="Resume with RESUME=1"):
+        stages.level1(replace(settings, iterations=100000))  # long enough to be stopped mid-way
+    stopper.join()
+    assert json.loads((run / "level1" / "train.json").read_text())["status"] == "interrupted"
+    with pytest.raises(FileNotFoundError, match=r"level1: its last training did not finish \(train.json status: "
+                                                r"interrupted\); run `make level1 RUN=r` again"):
+        runs.run_models(run)
+    assert not (run / "report.md").exists()  # forgotten with the results; `make report` rebuilds it
+    _tools_refuse(settings, run, tmp_path, "status: interrupted")
+
+
+@pytest.mark.slow
+def test_a_level1_rerun_stopped_after_training_leaves_no_mixed_cascade(finished_run, tmp_path, monkeypatch):
+    """Ctrl-C after the rerun's training finished, while it predicts: train.json says "done"
+    with new weights, but the stage did not finish, and the old level 2 was not made from them."""
+    settings, run = _copy_of(finished_run, tmp_path)
+
+    def ctrl_c(*args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(stages, "_level1_predictions", ctrl_c)
+    with pytest.raises(KeyboardInterrupt):
+        stages.level1(settings)
+    assert json.loads((run / "level1" / "train.json").read_text())["status"] == "done"
+    with pytest.raises(FileNotFoundError, match="level1: its last run did not finish .no stage.json"):
+        runs.run_models(run)
+    with pytest.raises(WorkflowError, match="no stage.json"):
+        stages.level2(settings)
+    _tools_refuse(settings, run, tmp_path, "no stage.json")
+
+
+def test_a_level2_not_made_from_the_current_level1_or_changed_since_is_refused(tmp_path):
+    """Level 2's recorded level-1 weights are not the current level 1's, or its own weights are
+    not those its stage finished with: refused by the one place that decides a run folder's models."""
+    from support import finished_run_folder, fixed_output_models
+
+    (d1, w1), (d2, w2) = fixed_output_models(tmp_path)
+    run = finished_run_folder(tmp_path / "runs" / "x", [(d1, w1), (d2, w2)])
+    assert runs.run_models(run)["level2"] is not None
+    other = tmp_path / "other.caffemodel"  # level 1 trained again: other weights, a finished stage
+    other.write_bytes(Path(w1).read_bytes() + b"\0")
+    finished_run_folder(tmp_path / "again", [(d1, other)])
+    shutil.copy(tmp_path / "again" / "level1" / "stage.json", run / "level1" / "stage.json")
+    shutil.copy(tmp_path / "again" / "level1" / "train.json", run / "level1" / "train.json")
+    with pytest.raises(FileNotFoundError, match=r"level2: level 2 was made from an earlier level 1; run `make crops"):
+        runs.run_models(run)
+    Path(w2).write_bytes(Path(w2).read_bytes() + b"\0")  # level 2's own weights changed since its stage
+    with pytest.raises(FileNotFoundError, match=r"level2: .*level2.caffemodel is not the weights file"):
+        runs.run_models(run)
+
+
+def test_a_gpu_this_build_lacks_is_refused_before_anything_is_written(tmp_path):
+    """Issue 23, wrong result 3: GPU=0 on a CPU-only build (here: one GPU more than this build
+    and machine show) is refused before data prep, settings.json or forgetting any result."""
+    run = tmp_path / "runs" / "g"
+    run.mkdir(parents=True)
+    kept = {"settings.json": '{"run": "g", "gpu": ""}', "metrics.json": '{"test": {"level1": {"images": 6}}}',
+            "report.md": "# Run `g`\n"}  # an earlier run's
+    for name, text in kept.items():
+        (run / name).write_text(text)
+    gpu = str(caffe_runtime.gpu_count())
+    settings = Settings(run="g", synthetic_count=COUNT, schedule="smoke", gpu=gpu,
+                        runs_root=str(tmp_path / "runs"), data_root=str(tmp_path / "data"))
+    for stage in (stages.level1, stages.crops, stages.level2):
+        with pytest.raises(WorkflowError, match=f"GPU={gpu}"):
+            stage(settings)
+    assert {p.name: p.read_text() for p in run.iterdir()} == kept
+    assert not (tmp_path / "data").exists()

@@ -22,7 +22,7 @@ from landmarks.conventions.images import read_level1
 from landmarks.deploy import export, fold, onnx_export
 from landmarks.runtime import backends
 from landmarks.runtime.inference import Cascade
-from support import ROOT
+from support import ROOT, finished_run_folder
 
 TOOL = ROOT / "tools" / "export.py"
 LEVEL1 = ROOT / "prototxt" / "level1_deploy.prototxt"  # ConvolutionDepthwise layers, Dropout
@@ -211,11 +211,7 @@ def test_export_tool_needs_real_faces_named(models, tmp_path):
 @pytest.fixture(scope="module")
 def run_export(models, mtfl, tmp_path_factory):
     """A run folder holding both levels, exported by `tools/export.py --run`."""
-    run = tmp_path_factory.mktemp("runs") / "r"
-    for level, (deploy, weights) in zip(("level1", "level2"), models):
-        (run / level).mkdir(parents=True)
-        (run / level / "deploy.prototxt").write_text(Path(deploy).read_text())
-        (run / level / "train.json").write_text(json.dumps({"status": "done", "final_weights": weights}))
+    run = finished_run_folder(tmp_path_factory.mktemp("runs") / "r", models)
     result = _tool("--run", str(run), "--images", str(mtfl), "--calibration", "8", "--validation", "3")
     assert result.returncode == 0, result.stdout + result.stderr
     return run

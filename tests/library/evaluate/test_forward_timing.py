@@ -1,7 +1,6 @@
 """landmarks.evaluate.timing and tools/forward_timing.py: OpenCV's reading of depthwise nets against
 pycaffe, model sizes, and the timing JSON and table of a real (tiny) run in several backends."""
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +15,7 @@ from landmarks.common.protoio import DEPTHWISE_TYPE
 from landmarks.evaluate import timing
 from landmarks.runtime import backends
 from landmarks.runtime.backends import CaffeNet
-from support import ROOT
+from support import ROOT, finished_run_folder
 from workflow import runs
 
 TOOL = ROOT / "tools" / "forward_timing.py"
@@ -108,10 +107,7 @@ def test_timing_json_of_both_levels_and_the_cascade(weights, tmp_path):
 
 
 def test_run_folder_gives_models_and_default_json(weights, tmp_path):
-    level1 = tmp_path / "runs" / "x" / "level1"
-    level1.mkdir(parents=True)
-    shutil.copy(LEVEL1, level1 / "deploy.prototxt")
-    (level1 / "train.json").write_text(json.dumps({"status": "done", "final_weights": weights[0]}))
+    finished_run_folder(tmp_path / "runs" / "x", [(LEVEL1, weights[0])])
     images = tmp_path / "images"
     synthetic.write_samples(images, count=2, seed=3)
     stdout = _timing_tool("--run", str(tmp_path / "runs" / "x"), "--images", str(images), "--backends", "opencv")

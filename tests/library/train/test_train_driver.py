@@ -1,5 +1,6 @@
 """The `caffe train` driver: a non-finite loss stops the run naming the iteration; RESUME
-continues from the newest .solverstate; Ctrl-C stops Caffe with a snapshot."""
+continues from the newest .solverstate; Ctrl-C stops Caffe with a snapshot; Caffe dies with
+a killed driver."""
 import json
 import os
 import signal
@@ -7,6 +8,7 @@ import subprocess
 import sys
 import time
 from dataclasses import replace
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -244,3 +246,51 @@ def test_sigkill_of_the_driver_then_resume(tmp_path):
     record = train.train(again["solver"], tmp_path / "run", resume=True, echo=lambda *_: None)
     assert record["resumed_from"] == str(state) and record["status"] == "done"
     assert record["final_weights"].endswith(f"level1_iter_{n + 2}.caffemodel")
+
+
+def _children(pid):
+    """PIDs of the live (not zombie) processes whose parent is `pid`, from /proc."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # gone meanwhile
+        if int(fields[1]) == pid and fields[0] != "Z":
+            found.append(int(stat.parent.name))
+    return found
+
+
+def _alive(pid):
+    try:
+        return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_caffe_dies_with_a_sigkilled_driver(tmp_path):
+    """Issue 23: SIGKILL of the driver alone (no handler of ours runs) must not leave
+    caffe.bin training on after the run folder's lock is freed."""
+    # after iteration 0's lines Caffe writes nothing for long (no display, test, snapshot or lr
+    # step), so a SIGPIPE on its next log line cannot stand in for the fix
+    paths = _files(tmp_path, _data(tmp_path / "data"), max_iter={1: 100000, 2: 100000}, display=100000,
+                   snapshot=0, test_interval=100000, stepvalue=(90000,))
+    script = "import sys; from landmarks.train import driver as train\ntrain.train(sys.argv[1], sys.argv[2])\n"
+    proc = _driver_until(script, paths, tmp_path / "run", "iter       0/")
+    try:
+        caffe = _children(proc.pid)
+        assert caffe, "caffe train is not running under the driver"
+        os.kill(proc.pid, signal.SIGKILL)  # the driver only: not its process group
+        proc.wait(timeout=30)
+        deadline = time.time() + 5
+        while any(map(_alive, caffe)) and time.time() < deadline:
+            time.sleep(0.1)
+        assert not any(map(_alive, caffe)), f"caffe (PID {caffe}) outlived its driver"
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)  # whatever is left of the group, pass or fail
+        except ProcessLookupError:
+            pass
+        proc.wait(timeout=30)
