@@ -10,6 +10,10 @@ mirror also swaps left and right points (labels.FLIP_ORDER), so that index 0 sta
 subject's left eye. Photometric changes (grey, contrast and brightness, blur) act on the
 finished pixels and move no point.
 
+A `tight` copy of a level-1 image is cut around the face instead (the box a face detector
+would draw around the true points, tighter or looser, moved): the face fills or overflows the
+frame as in detector crops and tightly cropped photos.
+
 Each copy's random draw is seeded by (seed, entry index, copy number): the data set does not
 depend on worker count or processing order.
 """
@@ -40,6 +44,12 @@ class AugmentConfig:
     # Extra copies of a turned head: up to this many times `copies`, in proportion to its turn
     # (turn(), in full from TURN_FULL). Photo sets are mostly frontal; the faces users meet are not.
     turned: float = 0.0
+    # Probability that a level-1 copy is cut around the face instead of the whole image: the box a
+    # detector of MTCNN's tightness would draw (landmarks.conventions.crop.box_from_points), from
+    # TIGHT_SIDE[0] of it (the face overflows the frame by a fifth of the box on each side) to
+    # TIGHT_SIDE[1] (looser), moved by up to TIGHT_SHIFT of its side: face-detector crops of any
+    # tightness, and faces that fill or overflow the frame.
+    tight: float = 0.0
 
     def __post_init__(self):
         if self.copies < 0:
@@ -52,7 +62,7 @@ class AugmentConfig:
             raise ValueError(f"augment zoom must be >= 1 (1: off), got {self.zoom}")
         if not 0 <= self.roam <= 1:
             raise ValueError(f"augment roam must be in [0, 1] (0: off), got {self.roam}")
-        for name in ("rotate_any", "grey", "blur", "edge"):
+        for name in ("rotate_any", "grey", "blur", "edge", "tight"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"augment {name.replace('_', '-')} probability must be in [0, 1], got {getattr(self, name)}")
         if not self.turned >= 0:
@@ -63,6 +73,8 @@ class AugmentConfig:
 
 BLUR_SIGMA = 1.2  # output pixels: at 48x48 this turns a sharp face into a soft web thumbnail
 TURN_FULL = 0.4  # turn() from which a face gets all its `turned` extra copies (near profile)
+TIGHT_SIDE = (0.6, 1.6)  # a tight copy's box side, in true face boxes (log-uniform between)
+TIGHT_SHIFT = 0.1  # a tight copy's box moves by up to this fraction of its side, each axis
 
 
 def turn(points):
@@ -97,12 +109,13 @@ class Jitter:
     brightness: float = 0.0  # ...then move by this many grey levels
     blur: float = 0.0  # Gaussian sigma in output pixels, 0: none
     edge: bool = False  # the margin outside the picture repeats its edge (else black)
+    tight: bool = False  # level 1: the box is the face's (crop.box_from_points), not the whole image
 
     def describe(self):
         text = f"flip={int(self.flip)},angle={self.angle:.2f},scale={self.scale:.3f},dx={self.dx:.3f},dy={self.dy:.3f}"
         if self.photometric:
             text += f",grey={int(self.grey)},contrast={self.contrast:.3f},brightness={self.brightness:.1f},blur={self.blur:.2f}"
-        return text + (",edge=1" if self.edge else "")
+        return text + (",edge=1" if self.edge else "") + (",tight=1" if self.tight else "")
 
     @property
     def photometric(self):
@@ -137,6 +150,11 @@ def draw(config, seed, index, copy):
         dx, dy = dx + float(r[0]), dy + float(r[1])
     if config.edge:
         extra["edge"] = bool(rng.random() < config.edge)
+    if config.tight and rng.random() < config.tight:  # drawn last: sets built without it come out the same
+        extra["tight"] = True
+        low, high = np.log(TIGHT_SIDE[0]), np.log(TIGHT_SIDE[1])
+        scale = float(np.exp(rng.uniform(low, high)))
+        dx, dy = (float(v) for v in rng.uniform(-TIGHT_SHIFT, TIGHT_SHIFT, size=2))
     return Jitter(flip=flip, angle=angle, scale=scale, dx=dx, dy=dy, **extra)
 
 

@@ -28,7 +28,7 @@ from data_prep.preview import contact_sheet
 from landmarks.common import checks
 from landmarks.common.progress import bar as progress_bar
 from landmarks.conventions import images
-from landmarks.conventions.crop import level2_box
+from landmarks.conventions.crop import box_from_points, level2_box
 from landmarks.conventions.labels import as_rows, normalise
 from landmarks.conventions.metrics import image_errors
 
@@ -97,7 +97,9 @@ def make_sample(task, settings):
         return Problem("image too small", f"{width}x{height}", task.path, 0, task.name)
     notes = [dataset.OUTSIDE_NOTE] if outside and not task.copy else []
     fallback = ""
-    if settings.level == 1:
+    if settings.level == 1 and task.jitter is not None and task.jitter.tight:
+        box = tuple(int(round(v)) for v in box_from_points(gt))  # augment.apply then scales and moves it
+    elif settings.level == 1:
         box = (0, 0, width, height)
     elif task.split == "train" and settings.train_crops == "truth":
         # Sun et al.'s way: the crop rule applied to the true points; augmentation copies then
@@ -321,6 +323,10 @@ def add_common_arguments(parser):
                         help="extra copies of a turned head, up to this many times COPIES in proportion to how far "
                              f"it is turned (in full from {augment.TURN_FULL} inter-ocular distances of nose offset; "
                              "default: %(default)s, off)")
+    parser.add_argument("--aug-tight", type=float, default=defaults.tight,
+                        help="probability that a level-1 copy is cut around the face (a detector's box, "
+                             f"{augment.TIGHT_SIDE[0]}-{augment.TIGHT_SIDE[1]} of it, moved) instead of the whole "
+                             "image: the face fills or overflows the frame (default: %(default)s, off)")
     parser.add_argument("--workers", type=int, default=parallel.available_cores(),
                         help="worker processes (default: every available core, here %(default)s)")
     parser.add_argument("--no-errata", dest="errata", action="store_false",
@@ -369,7 +375,8 @@ def augment_options(args):
     return {"copies": args.augment, "flip": args.aug_flip, "rotate": args.aug_rotate, "scale": args.aug_scale,
             "shift": args.aug_shift, "zoom": args.aug_zoom, "roam": args.aug_roam, "edge": args.aug_edge,
             "rotate_any": args.aug_rotate_any,
-            "grey": args.aug_grey, "colour": args.aug_colour, "blur": args.aug_blur, "turned": args.aug_turned}
+            "grey": args.aug_grey, "colour": args.aug_colour, "blur": args.aug_blur, "turned": args.aug_turned,
+            **({"tight": args.aug_tight} if args.aug_tight else {})}  # absent when off: earlier build keys stay
 
 
 def augment_config(args):

@@ -4,6 +4,7 @@ that `tools/cascade_eval.py --dataset DIR` reads. With --photo, a large-photo co
 
     python -m data_prep.stress --dataset ROOT --split val --out DIR [--seed 1]
     python -m data_prep.stress --dataset ROOT --split val --out DIR --photo 0.5 [--upscale 4]
+    python -m data_prep.stress --dataset ROOT --split val --out DIR --tight 0.8
 
 The split is the one level 1 uses for the same ROOT and --seed (data_prep's default split).
 
@@ -20,6 +21,11 @@ times (bicubic: a face with the pixels of a large photo) and set at a seeded ran
 a photo whose sides are 1/FRACTION of the enlarged image's; the margin repeats the picture's
 edge (OpenCV's BORDER_REPLICATE), so there is no frame line for a net to find. Nothing else
 changes: this copy measures the small, off-centre face alone.
+
+--tight F: each image cut to a square F times the face box a detector of MTCNN's tightness
+would draw around its true points (landmarks.conventions.crop.box_from_points), moved by up to
+5% of its side; F = 1 is a detector's crop, F = 0.8 cuts a tenth of the box off each side (the
+forehead, the chin, the face overflowing the frame), as tightly cropped face sets are.
 
 Output (CelebA's flattened layout, every image in the split marked "test"):
     DIR/img_celeba/<name>.jpg   DIR/list_landmarks_celeba.txt   DIR/list_eval_partition.txt
@@ -38,6 +44,7 @@ from data_prep import dataset as datasets
 from landmarks.common.atomic import write_json, write_text
 from landmarks.common.progress import bar as progress_bar  # plain lines when not on a terminal
 from landmarks.conventions import images
+from landmarks.conventions.crop import box_from_points
 
 STRESS = augment.AugmentConfig(copies=1, flip=0.5, rotate=60.0, scale=0.1, shift=0.05, zoom=1.8, rotate_any=0.0,
                                grey=0.3, colour=0.2, blur=0.2)
@@ -88,27 +95,57 @@ def photo_image(path, points, fraction, upscale, place):
     return photo, moved
 
 
+TIGHT_SHIFT = 0.05  # a tight crop moves by up to this fraction of its side, each axis
+
+
+def tight_image(path, points, fraction, shift):
+    """(uint8 BGR crop, its (5, 2) points): the square `fraction` of the true face box
+    (landmarks.conventions.crop.box_from_points: a detector's box of MTCNN's tightness) about the
+    box's centre moved by `shift` (u, v) of its side; where it leaves the picture, the picture's
+    edge repeated. Below 1 the crop is inside the box: the face overflows the frame."""
+    image = images.read_bgr(path).image
+    x0, y0, x1, y1 = box_from_points(points)
+    side = max(2, int(round((x1 - x0) * fraction)))
+    left = int(round((x0 + x1) / 2 + shift[0] * side - side / 2))
+    top = int(round((y0 + y1) / 2 + shift[1] * side - side / 2))
+    h, w = image.shape[:2]
+    pad = [max(0, -top), max(0, top + side - h), max(0, -left), max(0, left + side - w)]
+    padded = cv2.copyMakeBorder(image, *pad, cv2.BORDER_REPLICATE) if any(pad) else image
+    crop = padded[top + pad[0]:top + pad[0] + side, left + pad[2]:left + pad[2] + side]
+    return np.ascontiguousarray(crop), np.asarray(points, dtype=np.float64).reshape(-1, 2) - [left, top]
+
+
+def _copy_of(dataset, e, seed, config, photo, upscale, tight):
+    """(pixels, points, how it was made) of one entry's copy."""
+    if tight is not None:
+        shift = np.random.default_rng([seed, e.line]).uniform(-TIGHT_SHIFT, TIGHT_SHIFT, size=2)
+        pixels, points = tight_image(dataset.image_path(e.name), e.points, tight, shift)
+        return pixels, points, {"shift": [round(float(v), 4) for v in shift]}
+    if photo is not None:
+        place = np.random.default_rng([seed, e.line]).uniform(0.0, 1.0, size=2)
+        pixels, points = photo_image(dataset.image_path(e.name), e.points, photo, upscale, place)
+        return pixels, points, {"place": [round(float(v), 4) for v in place]}
+    jitter = augment.draw(config, seed, e.line, 1)
+    pixels, points = stress_image(dataset.image_path(e.name), e.points, jitter)
+    return pixels, points, {"jitter": jitter.describe()}
+
+
 def write_stress_copy(dataset, split, out, seed, config=STRESS, progress=True, photo=None, upscale=PHOTO_UPSCALE,
-                      limit=None):
+                      limit=None, tight=None):
     """Writes the stress copy of `split` (its first `limit` images where given) into `out` (the
-    large-photo copy where `photo` is a fraction); returns the number of images written."""
+    large-photo copy where `photo` is a fraction, the tight-crop copy where `tight` is);
+    returns the number of images written. DataError when no image could be copied."""
     entries = dataset.split(split)[:limit]
     if not entries:
         raise datasets.DataError(f"{dataset.root}: the {split} split is empty")
     image_dir = os.path.join(out, "img_celeba")
     os.makedirs(image_dir, exist_ok=True)
     lines, partition, record = [], [], []
-    kind = "stress" if photo is None else f"photo ({photo:g} of the side)"
+    kind = (f"tight ({tight:g} of the face box)" if tight is not None else
+            "stress" if photo is None else f"photo ({photo:g} of the side)")
     for number, e in enumerate(progress_bar(entries, desc=f"{kind} copy of {split}", disable=not progress, unit="img"), 1):
         try:
-            if photo is None:
-                jitter = augment.draw(config, seed, e.line, 1)
-                pixels, points = stress_image(dataset.image_path(e.name), e.points, jitter)
-                how = {"jitter": jitter.describe()}
-            else:
-                place = np.random.default_rng([seed, e.line]).uniform(0.0, 1.0, size=2)
-                pixels, points = photo_image(dataset.image_path(e.name), e.points, photo, upscale, place)
-                how = {"place": [round(float(v), 4) for v in place]}
+            pixels, points, how = _copy_of(dataset, e, seed, config, photo, upscale, tight)
         except images.ImageError as exc:
             print(f"{dataset.image_path(e.name)}: skipped ({exc})", file=sys.stderr)
             continue
@@ -120,9 +157,13 @@ def write_stress_copy(dataset, split, out, seed, config=STRESS, progress=True, p
         lines.append(name + " " + " ".join(f"{v:.2f}" for v in points.reshape(-1)))
         partition.append(f"{name} 2")
         record.append({"name": name, "source": e.name, **how})
+    if not lines:
+        raise datasets.DataError(f"{dataset.root}: none of the {len(entries)} {split} images could be read; "
+                                 "no copy written")
     write_text(os.path.join(out, "list_landmarks_celeba.txt"), "\n".join([str(len(lines))] + lines) + "\n")
     write_text(os.path.join(out, "list_eval_partition.txt"), "\n".join(partition) + "\n")
-    settings = {"config": vars(config)} if photo is None else {"photo": photo, "upscale": upscale}
+    settings = ({"tight": tight} if tight is not None else
+                {"config": vars(config)} if photo is None else {"photo": photo, "upscale": upscale})
     write_json(os.path.join(out, "stress.json"), {"source": dataset.root, "split": split, "seed": seed,
                                                   **settings, "images": record})
     return len(lines)
@@ -147,12 +188,19 @@ def parse_args(argv=None):
     parser.add_argument("--photo", type=float, default=None, metavar="FRACTION",
                         help="write the large-photo copy instead: each image fills only FRACTION of a photo's "
                              "side, at a random place (see below)")
+    parser.add_argument("--tight", type=float, default=None, metavar="F",
+                        help="write the tight-crop copy instead: each image cut to F of the face box a detector "
+                             "would draw (F < 1: inside it, the face overflows the frame; see below)")
     parser.add_argument("--upscale", type=int, default=PHOTO_UPSCALE,
                         help="--photo: how many times each image is enlarged first (default: %(default)s)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     if args.photo is not None and not 0 < args.photo <= 1:
         parser.error(f"--photo must be a fraction in (0, 1], got {args.photo}")
+    if args.tight is not None and not 0 < args.tight <= 2:
+        parser.error(f"--tight must be in (0, 2], got {args.tight}")
+    if args.tight is not None and args.photo is not None:
+        parser.error("--tight and --photo are two different copies: choose one")
     if args.upscale < 1:
         parser.error(f"--upscale must be >= 1, got {args.upscale}")
     return args
@@ -164,7 +212,7 @@ def main(argv=None):
         dataset = readers.load(args.dataset, args.dataset_format, split=args.data_split, seed=args.seed)
         config = dataclasses.replace(STRESS, edge=1.0) if args.edge else STRESS
         count = write_stress_copy(dataset, args.split, args.out, args.seed + 1000, config, progress=not args.quiet,
-                                  photo=args.photo, upscale=args.upscale)
+                                  photo=args.photo, upscale=args.upscale, tight=args.tight)
     except datasets.DataError as exc:
         print(f"data_prep.stress: {exc}", file=sys.stderr)
         return 2

@@ -221,3 +221,36 @@ def test_turned_copies_reach_the_data_folder(tmp_path):
     counts = json.loads((out / "manifest.json").read_text())["counts"]
     assert counts["augmented_copies"]["train"] == expected > 2 * 32  # some synthetic heads are turned
     assert json.loads((out / "manifest.json").read_text())["options"]["augment"]["turned"] == 2.0
+
+
+def test_tight_copies_cut_around_the_face_and_labels_still_land(dot_image):
+    """A tight level-1 copy is cut from the face's box (crop.box_from_points), from 0.6 of it (the
+    face overflows the frame) to 1.6: its labels stay on the drawn features wherever they fall
+    inside the frame, and overflow it on the tightest copies."""
+    from landmarks.conventions.crop import box_from_points
+
+    plain = augment.AugmentConfig(copies=1, rotate=10, scale=0.1, shift=0.05, zoom=2.0)
+    tight = augment.AugmentConfig(copies=1, rotate=10, scale=0.1, shift=0.05, zoom=2.0, tight=0.5)
+    draws = [augment.draw(tight, 2, i, 1) for i in range(400)]
+    assert [augment.draw(plain, 2, i, 1).flip for i in range(400)] == [j.flip for j in draws]
+    cut = [j for j in draws if j.tight]
+    assert 0.4 < len(cut) / len(draws) < 0.6
+    assert min(j.scale for j in cut) >= augment.TIGHT_SIDE[0] and max(j.scale for j in cut) <= augment.TIGHT_SIDE[1]
+    assert min(j.scale for j in cut) < 0.7 and "tight=1" in cut[0].describe()
+    settings = build.Settings(level=1, size=SIZE)
+    side = box_from_points(POINTS)[2] - box_from_points(POINTS)[0]
+    overflowed = 0
+    for k, jitter in enumerate(cut[:12], 1):
+        jitter = augment.Jitter(flip=jitter.flip, angle=0.0, scale=max(jitter.scale, 1.0), dx=jitter.dx,
+                                dy=jitter.dy, tight=True)  # the whole face in the frame: every disc measurable
+        task = build.Task("train", 7, "dots.png", str(dot_image), POINTS, 1, "test", None, k, jitter)
+        sample = _check_copy(task, settings)
+        assert sample.frame[0] == pytest.approx(side * jitter.scale, abs=2)  # the face's box, not the image
+    for jitter in cut:
+        if jitter.scale < 0.75:
+            task = build.Task("train", 7, "dots.png", str(dot_image), POINTS, 1, "test", None, 1, jitter)
+            sample = build.make_sample(task, settings)
+            overflowed += bool((np.abs(sample.label.reshape(5, 2)) > 1).any())
+    assert overflowed  # the tightest copies cut a point off
+    with pytest.raises(ValueError, match="tight"):
+        augment.AugmentConfig(tight=1.5)

@@ -100,3 +100,40 @@ def test_edge_stress_turns_the_same_way_without_black_corners(tmp_path):
     assert (black < 10).all(axis=2).mean() > 0.2 and edged.min() >= 115
     draws = dataclasses.replace(stress.STRESS, edge=1.0)
     assert all(augment.draw(draws, 1001, i, 1).edge for i in range(20))
+
+
+def test_the_tight_copy_cuts_inside_the_face_box_with_its_labels(tmp_path, capsys):
+    from landmarks.conventions.crop import box_from_points
+
+    data = readers.load(str(_root(tmp_path / "src", count=15)), seed=1)
+    out = tmp_path / "tight"
+    assert stress.write_stress_copy(data, "train", str(out), seed=5, progress=False, tight=0.8) == 12
+    record = json.loads((out / "stress.json").read_text())
+    assert record["tight"] == 0.8 and "config" not in record
+    lines = (out / "list_landmarks_celeba.txt").read_text().split("\n")[1:-1]
+    for line, item in zip(lines, record["images"]):
+        fields = line.split()
+        points = np.array(fields[1:], float).reshape(5, 2)
+        image = cv2.imread(str(out / "img_celeba" / fields[0]))
+        box = box_from_points(points)
+        assert image.shape[0] == image.shape[1] == pytest.approx(0.8 * (box[2] - box[0]), abs=1)
+        assert max(abs(v) for v in item["shift"]) <= stress.TIGHT_SHIFT
+        blobs = colour_blobs(image, threshold=60, min_pixels=4, weighted=False)
+        seen = [i for i in range(5) if i in blobs and 2 < points[i, 0] < image.shape[1] - 3 and 2 < points[i, 1] < image.shape[0] - 3]
+        assert seen
+        for i in seen:  # a disc cut by the frame moves its centroid: only the ones well inside
+            if 6 < points[i, 0] < image.shape[1] - 7 and 6 < points[i, 1] < image.shape[0] - 7:
+                assert np.abs(points[i] - blobs[i]).max() < 1.5, (item, i)
+    with pytest.raises(SystemExit) as refused:
+        stress.main(["--dataset", str(tmp_path / "src"), "--out", str(out), "--tight", "0.8", "--photo", "0.5"])
+    assert refused.value.code == 2 and "choose one" in capsys.readouterr().err
+
+
+def test_a_split_with_no_readable_image_writes_nothing_and_exits_2(tmp_path, capsys):
+    root = _root(tmp_path / "src", count=20)
+    for path in (root / "faces").iterdir():
+        path.write_bytes(b"not an image")
+    out = tmp_path / "stress"
+    assert stress.main(["--dataset", str(root), "--split", "val", "--out", str(out), "--quiet"]) == 2
+    assert "none of the 2 val images could be read" in capsys.readouterr().err
+    assert not (out / "list_landmarks_celeba.txt").exists()
