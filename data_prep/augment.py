@@ -23,6 +23,7 @@ import cv2
 import numpy as np
 
 from landmarks.conventions.labels import FLIP_ORDER
+from landmarks.conventions.metrics import head_turn
 
 
 @dataclass(frozen=True)
@@ -77,17 +78,7 @@ TIGHT_SIDE = (0.6, 1.6)  # a tight copy's box side, in true face boxes (log-unif
 TIGHT_SHIFT = 0.1  # a tight copy's box moves by up to this fraction of its side, each axis
 
 
-def turn(points):
-    """How far the head is turned left or right, from its five points alone: the nose tip's
-    distance from the eye midpoint along the eye line, in inter-ocular distances (0 frontal,
-    0.4 and more near profile; in MTFL half the faces are above 0.1 and a tenth above 0.3).
-    0 where both eyes are on one pixel."""
-    p = np.asarray(points, dtype=np.float64).reshape(-1, 2)
-    eyes = p[1] - p[0]
-    iod2 = float(eyes @ eyes)
-    if iod2 < 1e-12:
-        return 0.0
-    return abs(float((p[2] - (p[0] + p[1]) / 2) @ eyes)) / iod2
+turn = head_turn  # how far a head is turned (landmarks.conventions.metrics owns the measure)
 
 
 def copies_for(config, points):

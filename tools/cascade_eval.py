@@ -39,7 +39,7 @@ from landmarks.common.atomic import write_json
 from landmarks.common.progress import bar as progress_bar
 from landmarks.conventions.images import ImageError
 from landmarks.conventions.labels import POINT_NAMES
-from landmarks.conventions.metrics import image_errors, summarise
+from landmarks.conventions.metrics import by_turn, image_errors, summarise
 from landmarks.deploy.mtcnn_onnx import detector as open_detector
 from landmarks.deploy.mtcnn_onnx import detector_backend
 from landmarks.evaluate import baseline
@@ -154,6 +154,7 @@ def score(results):
         gain = image_errors(first, truth, widths, heights) - image_errors(second, truth, widths, heights)
         out["level2_better_fraction"] = float((gain > 0).mean())
         out["crop_fallbacks"] = dict(Counter(r[5].fallback for r in results if r[5].fallback))
+    out["by_turn"] = by_turn(second if out["level2"] else first, truth)
     return out
 
 
@@ -179,6 +180,7 @@ def baseline_figures(results, paths, boxes, backend, progress=True):
             continue
         pick = lambda a: a[found] if a is not None else None  # noqa: E731
         out[row.key] = {"label": row.label, "missed": int((~found).sum()),
+                        "by_turn": by_turn(row.points[found], truth[found]),
                         **summarise(row.points[found], truth[found], widths[found], heights[found], pick(boxes)),
                         "ours_same_images": summarise(ours[found], truth[found], widths[found], heights[found],
                                                       pick(boxes))["interocular"]["mean_error"]}
@@ -213,10 +215,26 @@ def format_table(figures):
             notes.append(f"{m['label']}: missed {m['missed']} face(s), left out of its row; ours on the same "
                          f"{m['images']} images: IOD {_pct(m['ours_same_images']).strip()}")
     lines += notes
+    lines += _turn_lines(figures)
     lines.append("Errors: mean point distance over the image diagonal (mean, median, per point, >5%, >10%, CED); "
                  "IOD: over the true inter-ocular distance (images with both eyes on one pixel left out); "
                  "box: over the face box's width (only where the dataset gives boxes).")
     return "\n".join(lines)
+
+
+def _turn_lines(figures):
+    """The inter-ocular error by head turn (metrics.by_turn) of the cascade and each baseline."""
+    rows = [("ours, " + ("cascade" if figures.get("level2") else "level 1"), figures.get("by_turn"))]
+    rows += [(m["label"], m.get("by_turn")) for m in (figures.get("baselines") or {}).values()]
+    rows = [(label, bins) for label, bins in rows if bins]
+    if not rows:
+        return []
+    names = [b["bin"] for b in rows[0][1]]
+    lines = [f"{'IOD error by head turn':<34} " + " ".join(f"{n:>9}" for n in names),
+             f"{'  images (ours)':<34} " + " ".join(f"{b['images']:>9}" for b in rows[0][1])]
+    for label, bins in rows:
+        lines.append(f"{label:<34} " + " ".join(f"{_pct(b['interocular']):>9}" for b in bins))
+    return lines
 
 
 def _say_problems(problems, echo):

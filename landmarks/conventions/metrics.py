@@ -9,6 +9,8 @@ literature reports, side by side.
   eyes coincide are counted and left out (division by zero).
 - Face box (Sun et al., deep-landmark): the mean point distance over the face box's width,
   when the dataset gives boxes (Sun et al.'s lists), with the failure rate at 10%.
+- Head turn (`head_turn`, the yaw read off the true points) and the inter-ocular error per turn
+  bin (`by_turn`): whether a model's error grows as heads turn away.
 """
 import numpy as np
 
@@ -43,6 +45,41 @@ def interocular_errors(predicted, truth):
     dist = np.linalg.norm(predicted - truth, axis=-1).mean(axis=-1)
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.where(iod > 0, dist / np.where(iod > 0, iod, 1.0), np.nan)
+
+
+TURN_BINS = (0.0, 0.1, 0.2, 0.3, 0.4)  # head_turn bin edges; the last bin is open (near profile)
+
+
+def head_turn(points):
+    """How far the head is turned left or right, from its five points alone: the nose tip's
+    distance from the eye midpoint along the eye line, in inter-ocular distances (0 frontal,
+    0.4 and more near profile; in MTFL half the faces are above 0.1 and a tenth above 0.3).
+    0 where both eyes are on one pixel."""
+    p = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+    eyes = p[RIGHT_EYE] - p[LEFT_EYE]
+    iod2 = float(eyes @ eyes)
+    if iod2 < 1e-12:
+        return 0.0
+    return abs(float((p[2] - (p[LEFT_EYE] + p[RIGHT_EYE]) / 2) @ eyes)) / iod2
+
+
+def turn_bin_names():
+    edges = list(TURN_BINS)
+    return [f"{a:g}-{b:g}" for a, b in zip(edges, edges[1:])] + [f"{edges[-1]:g}+"]
+
+
+def by_turn(predicted, truth):
+    """[{"bin", "images", "interocular"}] per TURN_BINS bin of the true points' head turn: the
+    mean inter-ocular error of the images in it (None for an empty bin)."""
+    truth = np.asarray(truth, dtype=np.float64)
+    turns = np.array([head_turn(t) for t in truth])
+    errors = interocular_errors(predicted, truth)
+    which = np.digitize(turns, TURN_BINS[1:])
+    out = []
+    for k, name in enumerate(turn_bin_names()):
+        chosen = errors[(which == k) & np.isfinite(errors)]
+        out.append({"bin": name, "images": int(len(chosen)), "interocular": float(chosen.mean()) if len(chosen) else None})
+    return out
 
 
 def box_errors(predicted, truth, boxes):

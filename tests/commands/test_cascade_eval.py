@@ -173,9 +173,11 @@ def test_baseline_mtcnn_is_scored_beside_the_cascade(tmp_path):
     assert done.returncode == 0, done.stdout + done.stderr
     figures = json.loads(out.read_text())
     assert figures["start"]["boxes"] == "mtcnn" and figures["images"] == 8
+    assert sum(b["images"] for b in figures["by_turn"]) == 8 and "IOD error by head turn" in done.stdout
     baselines = figures["baselines"]
     assert set(baselines) == {"mtcnn-onet-detected", "mtcnn-lnet-detected"}  # MTFL gives no boxes
     for key, row in baselines.items():
         assert row["images"] + row["missed"] == 8 and row["images"] >= 7
         assert row["interocular"]["mean_error"] < 0.1 and row["ours_same_images"] < 0.1
         assert row["label"] in done.stdout
+        assert sum(b["images"] for b in row["by_turn"]) == row["images"]  # MTCNN's error by head turn too

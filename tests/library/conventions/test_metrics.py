@@ -68,3 +68,18 @@ def test_report_shows_the_three_normalisations_side_by_side(tmp_path):
     assert cells[3:7] == ["4.00%", "4.00%", "50.00%", "0.00%"] and float(cells[7]) == pytest.approx(0.6, abs=0.002)
     assert cells[8:] == ["10.00% (0)", "50.00%", "10.00%", "50.00% |"]
     assert row2.split(" | ")[-2:] == ["–", "– |"]  # no boxes known
+
+
+def test_errors_by_head_turn_bin_the_images_by_their_true_points():
+    from landmarks.conventions.metrics import by_turn, head_turn, turn_bin_names
+
+    frontal = np.array([[40.0, 50.0], [60.0, 50.0], [50.0, 60.0], [42.0, 70.0], [58.0, 70.0]])
+    turned = frontal + [[0, 0], [0, 0], [7.0, 0], [0, 0], [0, 0]]  # the nose 0.35 IOD off the eye midpoint
+    assert head_turn(frontal) == pytest.approx(0.0) and head_turn(turned) == pytest.approx(0.35)
+    truth = np.stack([frontal, frontal, turned])
+    predicted = truth + [[[1.0, 0]] * 5, [[3.0, 0]] * 5, [[4.0, 0]] * 5]  # 1, 3 and 4 px off: 5%, 15%, 20% IOD
+    bins = by_turn(predicted, truth)
+    assert [b["bin"] for b in bins] == turn_bin_names() == ["0-0.1", "0.1-0.2", "0.2-0.3", "0.3-0.4", "0.4+"]
+    assert [b["images"] for b in bins] == [2, 0, 0, 1, 0]
+    assert bins[0]["interocular"] == pytest.approx(0.10) and bins[3]["interocular"] == pytest.approx(0.20)
+    assert bins[1]["interocular"] is None
