@@ -90,12 +90,12 @@ def upscale_for(sizes, fraction):
 
 def _photos(data, count, fraction, seed, folder, progress):
     """Writes the photo copy; [(path, truth (5, 2), picture frame)]."""
-    sizes = []
+    sizes = {}  # source name -> (width, height), read once for the enlargement and the frames
     for entry in data.split("val")[:count]:
         image = cv2.imread(data.image_path(entry.name))
         if image is not None:
-            sizes.append((image.shape[1], image.shape[0]))
-    upscale = upscale_for(sizes, fraction)
+            sizes[entry.name] = (image.shape[1], image.shape[0])
+    upscale = upscale_for(sizes.values(), fraction)
     write_stress_copy(data, "val", folder, seed, progress=progress, photo=fraction, upscale=upscale, limit=count)
     record = json.loads((Path(folder) / "stress.json").read_text())
     truth = {}
@@ -104,8 +104,7 @@ def _photos(data, count, fraction, seed, folder, progress):
         truth[name] = np.array(values, dtype=np.float64).reshape(5, 2)
     rows = []
     for item in record["images"]:
-        h, w = cv2.imread(data.image_path(item["source"])).shape[:2]
-        frame, _ = photo_frame(w, h, fraction, upscale, item["place"])
+        frame, _ = photo_frame(*sizes[item["source"]], fraction, upscale, item["place"])
         rows.append((str(Path(folder) / "img_celeba" / item["name"]), truth[item["name"]], frame))
     return rows, upscale
 

@@ -130,22 +130,26 @@ class OpenCVNet:
         return as_points(out.reshape(batch.shape[0], -1))
 
 
+def _onnx_session(path, threads=None):
+    """An ONNX Runtime CPU session of a checked model file."""
+    import onnxruntime as ort
+
+    check_model_files(path)
+    options = ort.SessionOptions()
+    # ORT's pool threads spin after each run by default: in the cascade they took the
+    # cores from the JPEG decoding between forwards (batch 64 ran 2-3x slower per image).
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    if threads:
+        options.intra_op_num_threads = int(threads)
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
 class OnnxNet:
     """An ONNX file (float or quantised) in ONNX Runtime on the CPU."""
     backend = "onnxruntime"
 
     def __init__(self, path, threads=None):
-        import onnxruntime as ort
-
-        check_model_files(path)
-        self.path = str(path)
-        options = ort.SessionOptions()
-        # ORT's pool threads spin after each run by default: in the cascade they took the
-        # cores from the JPEG decoding between forwards (batch 64 ran 2-3x slower per image).
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        if threads:
-            options.intra_op_num_threads = int(threads)
-        self.session = ort.InferenceSession(self.path, options, providers=["CPUExecutionProvider"])
+        self.path, self.session = str(path), _onnx_session(path, threads)
         first = self.session.get_inputs()[0]
         self.input, self.size = first.name, int(first.shape[-1])
         self.output = self.session.get_outputs()[0].name
@@ -254,15 +258,7 @@ class OnnxGraph:
     backend = "onnxruntime"
 
     def __init__(self, path, threads=None):
-        import onnxruntime as ort
-
-        check_model_files(path)
-        self.path = str(path)
-        options = ort.SessionOptions()
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")  # as OnnxNet
-        if threads:
-            options.intra_op_num_threads = int(threads)
-        self.session = ort.InferenceSession(self.path, options, providers=["CPUExecutionProvider"])
+        self.path, self.session = str(path), _onnx_session(path, threads)
         self.input = self.session.get_inputs()[0].name
 
     def run(self, batch, outputs):
